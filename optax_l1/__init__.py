@@ -1,0 +1,48 @@
+"""optax_l1: exact-zero proximal steps for optax.
+
+Penalties such as ``lam * ||w||_1`` put in the loss never give exact zeros
+under SGD or Adam; a proximal step after the optimizer does. The
+transformations here go last in an ``optax.chain`` (plain learning-rate
+threshold, i.e. ISTA after SGD) or inside :func:`proximal` (the prox in an
+adaptive optimizer's own metric, which solves the problem you wrote down).
+"""
+
+from optax_l1 import ops
+from optax_l1._proximal import ProximalState
+from optax_l1._proximal import proximal
+from optax_l1._report import LeafSparsity
+from optax_l1._report import SparsityReport
+from optax_l1._report import sparsity
+from optax_l1._report import sparsity_report
+from optax_l1._transforms import ProxState
+from optax_l1._transforms import ProxTransformation
+from optax_l1._transforms import hard_threshold
+from optax_l1._transforms import prox_elastic_net
+from optax_l1._transforms import prox_group_lasso
+from optax_l1._transforms import prox_l1
+from optax_l1._transforms import prox_lq
+from optax_l1._transforms import prox_mcp
+from optax_l1._transforms import prox_scad
+from optax_l1._transforms import prox_sparse_group_lasso
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "LeafSparsity",
+    "ProxState",
+    "ProxTransformation",
+    "ProximalState",
+    "SparsityReport",
+    "hard_threshold",
+    "ops",
+    "prox_elastic_net",
+    "prox_group_lasso",
+    "prox_l1",
+    "prox_lq",
+    "prox_mcp",
+    "prox_scad",
+    "prox_sparse_group_lasso",
+    "proximal",
+    "sparsity",
+    "sparsity_report",
+)
