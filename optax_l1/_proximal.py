@@ -302,6 +302,21 @@ def _elementwise(kind: str, st: Any, hp: dict[str, Any]):
   return jax.tree.map(scale, st.nu)
 
 
+def _is_injected_prox(tx: Any) -> bool:
+  """``optax.inject_hyperparams(optax_l1.prox_...)(...)``: its update forwards
+  extra args (the preconditioner) to the prox it rebuilds every step."""
+  update = getattr(tx, "update", None)
+  if not isinstance(update, types.FunctionType) or not update.__closure__:
+    return False
+  free = dict(zip(update.__code__.co_freevars, update.__closure__))
+  cell = free.get("inner_factory")
+  try:
+    factory = cell.cell_contents if cell is not None else None
+  except ValueError:
+    return False
+  return (getattr(factory, "__module__", "") or "").startswith("optax_l1.")
+
+
 def proximal(
     inner: optax.GradientTransformation,
     *proxes: ProxTransformation,
@@ -332,8 +347,10 @@ def proximal(
       sgd with or without (nesterov) momentum; constant or scheduled learning
       rate; plain or under ``optax.inject_hyperparams``).
     *proxes: :class:`ProxTransformation` s (``prox_l1``, ``prox_group_lasso``,
-      ...) with ``learning_rate`` equal to ``inner``'s (the same float or
-      schedule object).
+      ...), or such a factory under ``optax.inject_hyperparams``, with
+      ``learning_rate`` equal to ``inner``'s (the same float or schedule
+      object: the prox cannot see ``inner``'s learning rate, and a different
+      one changes the problem it solves).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` with state
@@ -369,7 +386,7 @@ def proximal(
     raise ValueError("proximal() needs at least one prox transformation, "
                      "e.g. proximal(optax.adam(lr), optax_l1.prox_l1(lam, lr)).")
   for i, p in enumerate(proxes):
-    if not isinstance(p, ProxTransformation):
+    if not (isinstance(p, ProxTransformation) or _is_injected_prox(p)):
       raise TypeError(
           f"proximal(): argument {i + 1} after the optimizer must be an "
           f"optax_l1 prox transformation (prox_l1, prox_group_lasso, ...); "

@@ -23,6 +23,7 @@ functions on arrays that :mod:`optax_l1` wraps into transformations.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import functools
 from typing import Union
 
 import jax
@@ -156,7 +157,13 @@ def normalize_axis(axis: Axis, ndim: int, name: str = "axis") -> tuple[int, ...]
     ValueError: if an axis is out of range, repeated, or none is given.
     TypeError: if an axis is not an integer.
   """
-  axes = (axis,) if isinstance(axis, int) else tuple(axis)
+  if isinstance(axis, int):
+    axes = (axis,)
+  elif isinstance(axis, (tuple, list)):
+    axes = tuple(axis)
+  else:
+    raise TypeError(f"`{name}` must be an int or a sequence of ints; "
+                    f"got {axis!r}.")
   if not axes:
     raise ValueError(f"`{name}` must name at least one axis; got {axis!r}.")
   for a in axes:
@@ -239,7 +246,20 @@ def group_lasso(z: ArrayLike, step: ArrayLike, lam: ArrayLike, axis: Axis,
     return (zc * factor).astype(dtype)
 
   s = jnp.broadcast_to(step.astype(ct), z.shape)
+  return _group_prox_diagonal(zc, s, lam_g, axes).astype(dtype)
+
+
+@functools.partial(jax.jit, static_argnames="axes")
+def _group_prox_diagonal(zc: jax.Array, s: jax.Array, lam_g: jax.Array,
+                         axes: tuple[int, ...]) -> jax.Array:
+  """Group prox in the metric diag(1/s); see :func:`group_lasso`.
+
+  Jitted so that eager calls compile once per shape; under an outer jit it is
+  inlined.
+  """
+  ct = zc.dtype
   c = s * lam_g  # per-coordinate shrinkage, >= 0
+  norm = jnp.sqrt(jnp.sum(zc * zc, axis=axes, keepdims=True))
   # ||D z|| with D = 1/s; a zero step pins its coordinate (infinite metric).
   dz = jnp.where(zc == 0, jnp.zeros((), ct), zc / s)
   dnorm = jnp.sqrt(jnp.sum(dz * dz, axis=axes, keepdims=True))
@@ -273,8 +293,7 @@ def group_lasso(z: ArrayLike, step: ArrayLike, lam: ArrayLike, axis: Axis,
   denom = rho + c
   x = zc * rho / jnp.where(denom > 0, denom, jnp.ones((), ct))
   # `z * 0` keeps a NaN in a zeroed group visible.
-  x = jnp.where(zero_group, zc * 0, x)
-  return x.astype(dtype)
+  return jnp.where(zero_group, zc * 0, x)
 
 
 def sparse_group_lasso(z: ArrayLike, step: ArrayLike, l1: ArrayLike,

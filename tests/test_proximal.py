@@ -278,3 +278,33 @@ class TestErrors:
       opt = optax_l1.proximal(inner, optax_l1.prox_l1(0.1, 0.1))
       p = jnp.zeros(3)
       opt.update(p, opt.init(p), p)
+
+
+def test_injected_prox_inside_proximal_follows_its_hyperparameters():
+  """inject_hyperparams(prox_l1) gets the metric; changing lam needs no retrace."""
+  lr = 0.1
+  inner = optax.adam(lr, b2=0.9, eps=1e-2)
+  opt = optax_l1.proximal(
+      optax.adam(lr, b2=0.9, eps=1e-2),
+      optax.inject_hyperparams(optax_l1.prox_l1)(lam=0.3, learning_rate=lr))
+  rng = np.random.default_rng(1)
+  params = jnp.asarray(rng.normal(size=8), jnp.float32)
+  s_in, s_px = inner.init(params), opt.init(params)
+  traces = []
+
+  @jax.jit
+  def step(g, s, p):
+    traces.append(1)
+    return opt.update(g, s, p)
+
+  for lam in (0.3, 0.05, 0.6):
+    s_px = s_px._replace(prox_states=(s_px.prox_states[0]._replace(
+        hyperparams={**s_px.prox_states[0].hyperparams,
+                     "lam": jnp.asarray(lam)}),))
+    g = jnp.asarray(rng.normal(size=8), jnp.float32)
+    u, s_in = inner.update(g, s_in, params)
+    got, s_px = step(g, s_px, params)
+    z = np.asarray(params + u, np.float64)
+    want = _np_soft(z, lr * lam * _adam_p(s_in[0], 0.9, 1e-2))
+    np.testing.assert_allclose(np.asarray(params + got), want, atol=1e-6)
+  assert len(traces) == 1

@@ -1,0 +1,157 @@
+"""Pure proximal operators against NumPy references and optimality conditions."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import optimize
+
+from optax_l1 import ops
+
+RNG = np.random.default_rng(0)
+
+
+def np_soft(z, t):
+  return np.array([np.sign(v) * max(abs(v) - s, 0.0)
+                   for v, s in zip(np.ravel(z), np.broadcast_to(t, np.shape(z)).ravel())]
+                  ).reshape(np.shape(z))
+
+
+@pytest.mark.parametrize("step", [0.1, 1.0, "per-coordinate"])
+def test_l1_matches_scalar_numpy(step):
+  z = RNG.normal(size=(7, 5)).astype(np.float32)
+  s = RNG.uniform(0.0, 2.0, size=z.shape).astype(np.float32) if isinstance(
+      step, str) else step
+  got = np.asarray(ops.l1(jnp.asarray(z), s, 0.4))
+  np.testing.assert_allclose(got, np_soft(z.astype(np.float64),
+                                          np.asarray(s, np.float64) * 0.4),
+                             atol=1e-6)
+
+
+def test_weighted_l1_and_nonneg_and_enet_scalar_numpy():
+  z = RNG.normal(size=20).astype(np.float32)
+  w = RNG.uniform(0, 2, size=20).astype(np.float32)
+  np.testing.assert_allclose(ops.l1(z, 0.5, 0.3, w),
+                             np_soft(z, 0.5 * 0.3 * w), atol=1e-6)
+  np.testing.assert_allclose(ops.nonneg_l1(z, 0.5, 0.3),
+                             [max(v - 0.15, 0.0) for v in z], atol=1e-6)
+  np.testing.assert_allclose(ops.elastic_net(z, 0.5, 0.3, 2.0),
+                             np_soft(z, 0.15) / (1 + 0.5 * 2.0), atol=1e-6)
+
+
+def _group_objective(x, z, s, lam):
+  return np.sum((x - z) ** 2 / (2 * s)) + lam * np.linalg.norm(x)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_group_lasso_diagonal_metric_is_the_minimizer(seed):
+  """Against scipy's minimizer of the prox objective, one group at a time."""
+  rng = np.random.default_rng(seed)
+  z = rng.normal(size=(4, 6))
+  s = rng.uniform(0.05, 3.0, size=z.shape) ** 2  # wide range of metrics
+  lam = 0.8
+  with jax.enable_x64(True):  # float64 shows the root-find, not round-off
+    got = np.asarray(ops.group_lasso(jnp.asarray(z), jnp.asarray(s), lam,
+                                     axis=1))
+  got32 = np.asarray(ops.group_lasso(jnp.asarray(z, jnp.float32),
+                                     jnp.asarray(s, jnp.float32), lam, axis=1),
+                     np.float64)
+  np.testing.assert_allclose(got32, got, atol=1e-5)
+  np.testing.assert_array_equal(got32 == 0, got == 0)
+  for g in range(z.shape[0]):
+    zero = np.linalg.norm(z[g] / s[g]) <= lam
+    assert (not got[g].any()) == zero
+    res = optimize.minimize(_group_objective, z[g], args=(z[g], s[g], lam),
+                            method="Powell",
+                            options=dict(xtol=1e-12, ftol=1e-15, maxiter=100000))
+    f_got = _group_objective(got[g], z[g], s[g], lam)
+    assert f_got <= res.fun + 1e-6
+    if not zero:
+      # Stationarity: (x - z)/s + lam x / ||x|| = 0.
+      x = got[g]
+      np.testing.assert_allclose((x - z[g]) / s[g] + lam * x / np.linalg.norm(x),
+                                 0, atol=1e-9)
+
+
+def test_group_lasso_scalar_step_block_soft_threshold():
+  z = RNG.normal(size=(3, 4, 5)).astype(np.float32)
+  got = np.asarray(ops.group_lasso(z, 0.5, 1.2, axis=(0, 2)))
+  for j in range(4):
+    g = z[:, j, :].astype(np.float64)
+    n = np.linalg.norm(g)
+    want = max(0.0, 1 - 0.6 / n) * g
+    np.testing.assert_allclose(got[:, j, :], want, atol=1e-6)
+
+
+def test_group_lasso_per_coordinate_constant_equals_scalar():
+  z = RNG.normal(size=(5, 3)).astype(np.float32)
+  a = ops.group_lasso(z, 0.7, 0.9, axis=1)
+  b = ops.group_lasso(z, jnp.full(z.shape, 0.7), 0.9, axis=1)
+  np.testing.assert_allclose(a, b, atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(a) == 0, np.asarray(b) == 0)
+
+
+def test_group_lasso_scale_by_size():
+  z = np.ones((2, 4), np.float32)  # row norm 2, size 4: lam_g = 0.5 * 2 = 1
+  got = ops.group_lasso(z, 1.0, 0.5, axis=1, scale_by_size=True)
+  np.testing.assert_allclose(got, 0.5 * z, atol=1e-7)
+
+
+def test_sparse_group_lasso_kkt():
+  rng = np.random.default_rng(3)
+  z = rng.normal(size=(6, 5))
+  s = rng.uniform(0.2, 2.0, size=z.shape)
+  l1, lam = 0.3, 0.5
+  x = np.asarray(ops.sparse_group_lasso(jnp.asarray(z, jnp.float32),
+                                        jnp.asarray(s, jnp.float32), l1, lam,
+                                        axis=1), np.float64)
+  for g in range(6):
+    if not x[g].any():
+      u = np_soft(z[g] / s[g], l1)  # 0 in -z/s + l1 [-1,1] + lam ball
+      assert np.linalg.norm(u) <= lam + 1e-5
+      continue
+    nz = x[g] != 0
+    r = ((x[g] - z[g]) / s[g])[nz] + l1 * np.sign(x[g][nz]) + \
+        lam * x[g][nz] / np.linalg.norm(x[g])
+    np.testing.assert_allclose(r, 0, atol=2e-5)
+    assert np.all(np.abs(z[g][~nz]) / s[g][~nz] <= l1 + 1e-5)
+
+
+def test_l0_keeps_exactly_the_cheaper_choice():
+  z = np.linspace(-3, 3, 61).astype(np.float32)
+  step, lam = 0.5, 2.0
+  got = np.asarray(ops.l0(z, step, lam))
+  keep = (z.astype(np.float64) ** 2) / (2 * step) > lam
+  np.testing.assert_array_equal(got, np.where(keep, z, 0))
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.float32])
+@pytest.mark.parametrize("op", ["l1", "nonneg_l1", "l0", "group", "group_diag"])
+def test_dtypes_exact_zeros_and_nan(dtype, op):
+  z = jnp.asarray([[0.5, -0.01, jnp.nan], [2.0, 1e-3, -3.0]], dtype)
+  fns = {
+      "l1": lambda z: ops.l1(z, 0.1, 0.5),
+      "nonneg_l1": lambda z: ops.nonneg_l1(z, 0.1, 0.5),
+      "l0": lambda z: ops.l0(z, 0.1, 0.5),
+      "group": lambda z: ops.group_lasso(z, 0.1, 0.5, axis=0),
+      "group_diag": lambda z: ops.group_lasso(z, jnp.full(z.shape, 0.1), 0.5,
+                                              axis=0),
+  }
+  x = jax.jit(fns[op])(z)
+  assert x.dtype == dtype
+  x = np.asarray(x, np.float64)
+  assert np.isnan(x[0, 2])  # NaN stays NaN
+  # Entry (0, 1) = -0.01 is below every threshold (or in a small group).
+  if op != "group" and op != "group_diag":
+    assert x[0, 1] == 0.0
+  else:
+    assert x[0, 1] == 0.0 and x[1, 1] == 0.0  # group (-0.01, 1e-3): norm small
+
+
+def test_axis_validation():
+  with pytest.raises(ValueError, match="out of range"):
+    ops.group_lasso(jnp.zeros((2, 3)), 1.0, 1.0, axis=2)
+  with pytest.raises(ValueError, match="repeats"):
+    ops.group_lasso(jnp.zeros((2, 3)), 1.0, 1.0, axis=(1, -1))
+  with pytest.raises(TypeError, match="int"):
+    ops.group_lasso(jnp.zeros((2, 3)), 1.0, 1.0, axis=1.0)
