@@ -42,9 +42,9 @@ ALPHA_NOISE = 0.1  # the Keras report's alpha: sklearn's solution is all zeros
 ALPHA_SIGNAL = 0.05  # three true features + a few small noise ones survive
 TRUE_COEF = {1: 1.0, 2: -0.5, 3: 0.25}
 ADAM_LR = 3e-3
-LINEAR_STEPS, LINEAR_STEPS_QUICK = 4000, 2000
+LINEAR_STEPS, LINEAR_STEPS_QUICK = 4000, 3000
 LINEAR_CHUNK = 250  # steps per jitted call (one tqdm tick)
-ZERO_FLOOR = 1e-8  # where the trajectory plot draws exact zeros
+ZERO_FLOOR = 1e-8  # where the trajectory plot draws exact zeros (or lower)
 NEAR = 1e-3  # the "near zero" bound of the tables
 
 # Part 2 settings.
@@ -178,6 +178,8 @@ def _linear_problem(name: str, X: np.ndarray, y: np.ndarray, alpha: float,
     }
   return {
       "name": name,
+      "X": X,
+      "y": y,
       "alpha": alpha,
       "steps": steps,
       "adam_lr": ADAM_LR,
@@ -361,13 +363,18 @@ def _plot_linear(linear: dict[str, dict[str, Any]], path: pathlib.Path) -> None:
 
   panels = [("adam_l1_in_loss", "(a) Adam, alpha*|w|_1 in the loss"),
             ("proximal_adam", "(e) proximal(adam, prox_l1)")]
+  # Exact zeros are drawn at a floor below every non-zero |w| in the plot, so
+  # that a tiny non-zero weight is never mistaken for an exact zero.
+  smallest = min((np.abs(p["paths"][k])[p["paths"][k] != 0].min(initial=1.0)
+                  for p in linear.values() for k, _ in panels))
+  floor = min(ZERO_FLOOR, 10.0 ** (np.floor(np.log10(smallest)) - 1))
   fig, axes = plt.subplots(2, 2, figsize=(13, 8.5), sharey=True)
   for row, problem in enumerate(linear.values()):
     w_sk = problem["w_sklearn"]
     for col, (key, title) in enumerate(panels):
       ax = axes[row, col]
       path_abs = np.abs(problem["paths"][key])
-      shown = np.where(path_abs == 0, ZERO_FLOOR, path_abs)
+      shown = np.where(path_abs == 0, floor, path_abs)
       steps = np.arange(1, len(shown) + 1)
       for j in range(1, shown.shape[1]):
         color = "tab:blue" if w_sk[j] != 0 else "0.6"
@@ -375,10 +382,10 @@ def _plot_linear(linear: dict[str, dict[str, Any]], path: pathlib.Path) -> None:
                 rasterized=True)
       ax.plot(steps, shown[:, 0], color="tab:red", lw=0.9, alpha=0.9,
               rasterized=True)
-      ax.axhline(ZERO_FLOOR, color="k", ls=":", lw=1.2)
+      ax.axhline(floor, color="k", ls=":", lw=1.2)
       zeros = problem["rows"][key]["zeros"]
       ax.set_yscale("log")
-      ax.set_ylim(ZERO_FLOOR / 3, 3.0)
+      ax.set_ylim(floor / 3, 3.0)
       ax.set_title(f"{problem['name']}, alpha={problem['alpha']:g}\n{title}: "
                    f"{zeros}/20 exact zeros (sklearn: "
                    f"{problem['sklearn_zeros']})", fontsize=10)
@@ -394,7 +401,7 @@ def _plot_linear(linear: dict[str, dict[str, Any]], path: pathlib.Path) -> None:
       plt.Line2D([], [], color="0.6", lw=2,
                  label="features sklearn sets to exactly 0"),
       plt.Line2D([], [], color="k", ls=":", lw=1.2,
-                 label=f"floor: w == 0.0 exactly (drawn at {ZERO_FLOOR:g})"),
+                 label=f"floor: w == 0.0 exactly (drawn at {floor:g})"),
   ]
   fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=9,
              frameon=False)
@@ -410,6 +417,7 @@ def _plot_mlp(mlp: dict[str, Any], path: pathlib.Path) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib.ticker import MaxNLocator  # pylint: disable=g-import-not-at-top
 
   colors = {"dense": "0.4", "l1_in_loss": "tab:orange",
             "proximal_adam": "tab:blue"}
@@ -433,9 +441,10 @@ def _plot_mlp(mlp: dict[str, Any], path: pathlib.Path) -> None:
   ax1.set_ylim(max(0.0, 100 * min(min(r["accuracy_by_epoch"][1:])
                                   for r in mlp["rows"].values()) - 2), 100)
   for ax in (ax0, ax1):
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.grid(True, alpha=0.3)
-  ax0.legend(loc="center right", fontsize=8)
+  ax0.legend(loc="upper left", fontsize=8)
   ax1.legend(loc="lower right", fontsize=8)
   fig.suptitle(f"Digits MLP 64-{mlp['hidden']}-10, Adam lr {mlp['lr']:g}, "
                f"batch {BATCH}: L1 in the loss gives no exact zeros", fontsize=11)
