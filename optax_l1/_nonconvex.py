@@ -45,7 +45,10 @@ def _setup(z: ArrayLike, step: ArrayLike):
   """``z``, its dtype, the compute dtype, and ``z`` and ``step`` in it."""
   z = jnp.asarray(z)
   dtype = z.dtype
-  ct = jnp.promote_types(dtype, jnp.float32)
+  # At least float32. Chosen by width, not `jnp.promote_types`, which raises
+  # for (bfloat16, float32) under jax_numpy_dtype_promotion='strict'.
+  wide = jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits >= 32
+  ct = dtype if wide else jnp.dtype(jnp.float32)
   return z, dtype, ct, z.astype(ct), jnp.asarray(step).astype(ct)
 
 

@@ -230,7 +230,9 @@ def group_lasso(z: ArrayLike, step: ArrayLike, lam: ArrayLike, axis: Axis,
   z = jnp.asarray(z)
   axes = normalize_axis(axis, z.ndim)
   dtype = z.dtype
-  ct = jnp.promote_types(dtype, jnp.float32)
+  # At least float32 (written without promote_types, which strict dtype
+  # promotion refuses for bfloat16).
+  ct = dtype if jnp.finfo(dtype).bits >= 32 else jnp.dtype(jnp.float32)
   zc = z.astype(ct)
   lam_g = jnp.asarray(lam).astype(ct)
   if scale_by_size:
@@ -308,8 +310,8 @@ def sparse_group_lasso(z: ArrayLike, step: ArrayLike, l1: ArrayLike,
   Examples:
     >>> import jax.numpy as jnp
     >>> from optax_l1 import ops
-    >>> ops.sparse_group_lasso(jnp.array([[4.0, 0.5]]), 1.0, l1=1.0, lam=1.0, axis=1)
-    Array([[2., 0.]], dtype=float32)
+    >>> ops.sparse_group_lasso(jnp.array([[4.0, 0.5]]), 1.0, l1=1.0, lam=0.5, axis=1)
+    Array([[2.5, 0. ]], dtype=float32)
   """
   return group_lasso(l1_op(z, step, l1), step, lam, axis, scale_by_size)
 

@@ -155,3 +155,33 @@ def test_axis_validation():
     ops.group_lasso(jnp.zeros((2, 3)), 1.0, 1.0, axis=(1, -1))
   with pytest.raises(TypeError, match="int"):
     ops.group_lasso(jnp.zeros((2, 3)), 1.0, 1.0, axis=1.0)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
+def test_strict_dtype_promotion(dtype):
+  """Every operator runs under strict promotion and matches NumPy."""
+  z = jnp.asarray([[0.5, -0.01], [2.0, -3.0]], dtype)
+  z64 = np.asarray(z, np.float64)
+  with jax.numpy_dtype_promotion("strict"):
+    outs = {
+        "l1": ops.l1(z, 0.1, 0.5),
+        "enet": ops.elastic_net(z, 0.1, 0.5, 1.0),
+        "group": ops.group_lasso(z, 0.1, 0.5, axis=1),
+        "group_diag": ops.group_lasso(z, jnp.full(z.shape, 0.1, dtype), 0.5,
+                                      axis=1),
+        "l0": ops.l0(z, 0.1, 0.5),
+    }
+  tol = 1e-2 if dtype == jnp.bfloat16 else 1e-6
+  np.testing.assert_allclose(np.asarray(outs["l1"], np.float64),
+                             np_soft(z64, 0.05), atol=tol)
+  np.testing.assert_allclose(np.asarray(outs["enet"], np.float64),
+                             np_soft(z64, 0.05) / 1.1, atol=tol)
+  norms = np.linalg.norm(z64, axis=1, keepdims=True)
+  want = np.maximum(0, 1 - 0.05 / norms) * z64
+  np.testing.assert_allclose(np.asarray(outs["group"], np.float64), want,
+                             atol=tol * 5)
+  np.testing.assert_allclose(np.asarray(outs["group_diag"], np.float64), want,
+                             atol=tol * 5)
+  np.testing.assert_array_equal(np.asarray(outs["l0"], np.float64),
+                                np.where(z64 ** 2 > 0.1, z64, 0))
+  assert all(o.dtype == dtype for o in outs.values())
