@@ -232,3 +232,58 @@ class TestErrors:
     tx = optax_l1.prox_l1(0.1, 0.1)
     with pytest.raises(TypeError, match="floating-point.*int32"):
       tx.init({"steps": jnp.zeros(2, jnp.int32)})
+
+
+def _np_mcp(z, t, lam, gamma):  # firm thresholding, t < gamma (Zhang 2010)
+  if abs(z) <= t * lam:
+    return 0.0
+  if abs(z) <= gamma * lam:
+    return np.sign(z) * (abs(z) - t * lam) / (1 - t / gamma)
+  return z
+
+
+def _np_scad(z, t, lam, a):  # Fan & Li 2001, t < a - 1
+  if abs(z) <= lam * (1 + t):
+    return np.sign(z) * max(abs(z) - t * lam, 0.0)
+  if abs(z) <= a * lam:
+    return ((a - 1) * z - np.sign(z) * a * t * lam) / (a - 1 - t)
+  return z
+
+
+def _np_half(z, t):  # argmin (x - z)^2 / 2 + t sqrt(|x|), by dense search
+  xs = np.linspace(0, abs(z), 200001)
+  f = (xs - abs(z)) ** 2 / 2 + t * np.sqrt(xs)
+  return np.sign(z) * xs[np.argmin(f)]
+
+
+@pytest.mark.parametrize("kind", ["mcp", "scad", "lq"])
+def test_nonconvex_transformations_take_the_numpy_prox(kind):
+  lr, lam = 0.2, 1.0
+  z = np.array([-4.0, -1.1, -0.3, 0.0, 0.15, 0.5, 1.0, 2.5, 6.0], np.float32)
+  if kind == "mcp":
+    tx, want = optax_l1.prox_mcp(lam, 3.0, lr), [
+        _np_mcp(v, lr, lam, 3.0) for v in z.astype(np.float64)]
+  elif kind == "scad":
+    tx, want = optax_l1.prox_scad(lam, 3.7, lr), [
+        _np_scad(v, lr, lam, 3.7) for v in z.astype(np.float64)]
+  else:
+    tx, want = optax_l1.prox_lq(lam, lr, q=0.5), [
+        _np_half(v, lr * lam) for v in z.astype(np.float64)]
+  opt = optax.chain(optax.sgd(lr), tx)
+  p = jnp.asarray(z)
+  updates, _ = jax.jit(opt.update)(jnp.zeros_like(p), opt.init(p), p)
+  got = np.asarray(optax.apply_updates(p, updates), np.float64)
+  np.testing.assert_allclose(got, want, atol=2e-5)
+  np.testing.assert_array_equal(got == 0, np.asarray(want) == 0)
+
+
+@pytest.mark.parametrize("factory,kwargs,match", [
+    (optax_l1.prox_mcp, dict(lam=0.1, gamma=0.0, learning_rate=0.1), "gamma"),
+    (optax_l1.prox_scad, dict(lam=0.1, a=2.0, learning_rate=0.1), "a=.*> 2"),
+    (optax_l1.prox_lq, dict(lam=0.1, learning_rate=0.1, q=1.0), "q"),
+    (optax_l1.prox_elastic_net, dict(l1=0.1, l2=-1.0, learning_rate=0.1),
+     "l2"),
+])
+def test_nonconvex_bad_hyperparameters(factory, kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    factory(**kwargs)
