@@ -8,6 +8,12 @@ adaptive optimizer's own metric, which solves the problem you wrote down).
 """
 
 from optax_l1 import ops
+from optax_l1._masks import MagnitudePruneState
+from optax_l1._masks import keep_zeros
+from optax_l1._masks import magnitude_mask
+from optax_l1._masks import magnitude_prune
+from optax_l1._masks import nm_mask
+from optax_l1._masks import nm_prune
 from optax_l1._proximal import ProximalState
 from optax_l1._proximal import proximal
 from optax_l1._report import LeafSparsity
@@ -16,6 +22,7 @@ from optax_l1._report import sparsity
 from optax_l1._report import sparsity_report
 from optax_l1._transforms import ProxState
 from optax_l1._transforms import ProxTransformation
+from optax_l1._transforms import PruneTransformation
 from optax_l1._transforms import hard_threshold
 from optax_l1._transforms import prox_elastic_net
 from optax_l1._transforms import prox_group_lasso
@@ -29,11 +36,18 @@ __version__ = "0.1.0"
 
 __all__ = (
     "LeafSparsity",
+    "MagnitudePruneState",
     "ProxState",
     "ProxTransformation",
     "ProximalState",
+    "PruneTransformation",
     "SparsityReport",
     "hard_threshold",
+    "keep_zeros",
+    "magnitude_mask",
+    "magnitude_prune",
+    "nm_mask",
+    "nm_prune",
     "ops",
     "prox_elastic_net",
     "prox_group_lasso",

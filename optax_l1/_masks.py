@@ -36,6 +36,7 @@ ranks above ``inf``: a NaN weight is never pruned, so it propagates.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import operator
@@ -48,8 +49,15 @@ import optax
 
 from optax_l1 import _validation as val
 from optax_l1._tree import MaskOrFn, path_str, resolve_mask
+from optax_l1._transforms import PruneTransformation
 
 _SCOPES = ("layer", "global")
+
+# magnitude_prune evaluates its schedule on the host in float64 and bakes the
+# counts into the program as an int32 table (one row per mask update, one
+# column per distinct (sparsity, leaf size)); beyond this many entries it
+# evaluates the schedule on the device in float32 instead.
+_MAX_COUNT_TABLE = 2**20
 
 
 def _is_none(x: Any) -> bool:
@@ -79,15 +87,15 @@ def _magnitude_keys(x: jax.Array, fdtype: Any, idtype: Any) -> jax.Array:
   return jax.lax.bitcast_convert_type(a, idtype)
 
 
-def _prune_by_rank(keys: Sequence[jax.Array], groups: Sequence[int],
-                   ks: jax.Array, nbits: int) -> list[jax.Array]:
-  """Keep-masks pruning exactly ``ks[g]`` smallest keys of each group ``g``.
+def _prune_by_rank(keys: Sequence[jax.Array], joint: bool, ks: jax.Array,
+                   nbits: int) -> list[jax.Array]:
+  """Keep-masks that prune exactly ``k`` smallest keys per ranking group.
 
   Args:
     keys: flat integer arrays (one per leaf) from :func:`_magnitude_keys`.
-    groups: for each leaf, the index of the group it is ranked in (a group is
-      one leaf under ``scope="layer"``, all leaves under ``scope="global"``).
-    ks: int array of shape ``(num_groups,)``, each in ``[0, group size]``.
+    joint: rank all leaves together (one group, ``ks`` of shape ``(1,)``) or
+      each leaf on its own (``ks`` of shape ``(len(keys),)``).
+    ks: int32 counts, each in ``[0, group size]``.
     nbits: bit width of the keys (32 or 64); the bisection runs this many
       passes, which makes it exact.
 
@@ -95,19 +103,35 @@ def _prune_by_rank(keys: Sequence[jax.Array], groups: Sequence[int],
     Flat boolean keep-masks (``True`` = kept), one per leaf. Ties are pruned in
     order of (leaf position in ``keys``, flat index).
   """
-  idtype = keys[0].dtype if keys else jnp.int32
-  num_groups = ks.shape[0]
+  num = len(keys)
+  if num == 0:
+    return []
+  idtype = keys[0].dtype
+  # Leaves of equal size are stacked and ranked row-wise, so the program has
+  # one reduction per distinct size, not one per leaf (compile time).
+  buckets: dict[int, list[int]] = {}
+  for i, key in enumerate(keys):
+    buckets.setdefault(key.size, []).append(i)
+  stacked = [jnp.stack([keys[i] for i in rows]) for rows in buckets.values()]
+  row_leaf = [np.array(rows) for rows in buckets.values()]
+  inverse = np.argsort(np.concatenate(row_leaf))  # bucket order -> leaf order
+  group = np.zeros(num, np.int32) if joint else np.arange(num, dtype=np.int32)
+
+  def per_leaf(parts):
+    return jnp.concatenate(parts)[inverse]
+
+  def thresholds(v):  # (num_groups,) -> one column per bucket row
+    return [v[group[rows]][:, None] for rows in row_leaf]
 
   def count_le(v):
-    counts = [jnp.zeros((), jnp.int32) for _ in range(num_groups)]
-    for key, g in zip(keys, groups):
-      counts[g] = counts[g] + jnp.sum(key <= v[g], dtype=jnp.int32)
-    return jnp.stack(counts)
+    c = per_leaf([jnp.sum(k <= t, axis=1, dtype=jnp.int32)
+                  for k, t in zip(stacked, thresholds(v))])
+    return jnp.sum(c, keepdims=True) if joint else c
 
   # Invariant: count(key <= hi) >= k; lo < hi and count(key <= lo) < k (or
   # lo = -1 with k = 0, where hi then walks down to -1 as well).
-  lo = jnp.full((num_groups,), -1, idtype)
-  hi = jnp.full((num_groups,), jnp.iinfo(idtype).max, idtype)
+  lo = jnp.full(ks.shape, -1, idtype)
+  hi = jnp.full(ks.shape, jnp.iinfo(idtype).max, idtype)
 
   def body(_, carry):
     lo, hi = carry
@@ -119,15 +143,19 @@ def _prune_by_rank(keys: Sequence[jax.Array], groups: Sequence[int],
   # v[g] is the k-th smallest key of group g (or -1 when k = 0). Prune every
   # key < v and the first `need` keys == v in (leaf, flat index) order.
   need = ks - count_le(v - 1)
-  offsets = [jnp.zeros((), jnp.int32) for _ in range(num_groups)]
-  masks = []
-  for key, g in zip(keys, groups):
-    tie = key == v[g]
+  ties = [k == t for k, t in zip(stacked, thresholds(v))]
+  if joint:
+    n_ties = per_leaf([jnp.sum(t, axis=1, dtype=jnp.int32) for t in ties])
+    offset = jnp.cumsum(n_ties) - n_ties  # ties in earlier leaves
+  else:
+    offset = jnp.zeros((num,), jnp.int32)
+  masks: list[Any] = [None] * num
+  for k, tie, t, rows in zip(stacked, ties, thresholds(v), row_leaf):
     tie_i = tie.astype(jnp.int32)
-    rank = jnp.cumsum(tie_i) - tie_i + offsets[g]  # exclusive, across leaves
-    pruned = (key < v[g]) | (tie & (rank < need[g]))
-    offsets[g] = offsets[g] + jnp.sum(tie_i)
-    masks.append(~pruned)
+    rank = jnp.cumsum(tie_i, axis=1) - tie_i + offset[rows][:, None]
+    pruned = (k < t) | (tie & (rank < need[group[rows]][:, None]))
+    for r, i in enumerate(rows):
+      masks[i] = ~pruned[r]
   return masks
 
 
@@ -164,7 +192,7 @@ def magnitude_mask(x: Any, k: Any) -> Any:
   fdtype, idtype, nbits = _key_dtypes([l.dtype for l in leaves])
   keys = [_magnitude_keys(l, fdtype, idtype) for l in leaves]
   kk = jnp.clip(jnp.asarray(k), 0, total).astype(jnp.int32).reshape(1)
-  flat = _prune_by_rank(keys, [0] * len(keys), kk, nbits)
+  flat = _prune_by_rank(keys, True, kk, nbits)
   return treedef.unflatten(
       [m.reshape(l.shape) for m, l in zip(flat, leaves)])
 
@@ -233,7 +261,7 @@ def _plain_point(p: jax.Array, u: jax.Array) -> jax.Array:
 
 
 def _drop(u: jax.Array, p: jax.Array, keep: jax.Array) -> jax.Array:
-  """``u`` where kept, ``-p`` (so that ``p + update == 0`` exactly) elsewhere."""
+  """``u`` where kept, ``-p`` elsewhere (``p + (-p)`` is exactly ``0``)."""
   return jnp.where(keep, u, jnp.negative(p).astype(u.dtype)).astype(u.dtype)
 
 
@@ -246,11 +274,13 @@ class MagnitudePruneState(NamedTuple):
   """State of :func:`magnitude_prune`: a step count and the keep-mask.
 
   The mask lives in the optimizer state so that it is checkpointed (msgpack,
-  orbax) and sharded together with the rest of the optimizer.
+  orbax) and sharded together with the rest of the optimizer. It is a pytree
+  like params: a bool array (1 byte per weight) for every masked leaf,
+  ``optax.MaskedNode()`` for unmasked leaves, ``None`` for ``None`` leaves.
   """
 
   count: jax.Array  # shape=(), int32: number of updates applied so far.
-  mask: Any  # shape=params' leaf shapes, bool: True = kept; unmasked leaves hold optax.MaskedNode(), None leaves None.
+  mask: Any  # shape=each masked leaf's, bool: True = kept, False = pruned.
 
 
 def magnitude_prune(
@@ -262,7 +292,7 @@ def magnitude_prune(
     power: float = 3,
     scope: str = "layer",
     mask: MaskOrFn = None,
-) -> optax.GradientTransformationExtraArgs:
+) -> PruneTransformation:
   """Gradual magnitude pruning (Zhu & Gupta 2017) with an exact zero count.
 
   Goes last in an ``optax.chain``. With ``z = params + updates`` and the
@@ -292,9 +322,17 @@ def magnitude_prune(
 
   are removed: the smallest magnitudes, and among equal magnitudes the lower
   flat index first (under ``"global"``, the earlier leaf in
-  ``jax.tree.leaves(params)`` order first). ``round`` is half-to-even, as
-  NumPy's, and ``s_t`` is evaluated in float32. NaN ranks above ``inf``, so a
-  NaN weight is never pruned and propagates. The new parameters are
+  ``jax.tree.leaves(params)`` order first). NaN ranks above ``inf``, so a NaN
+  weight is never pruned and propagates.
+
+  The counts are computed on the host in float64, exactly as
+  ``round(sparsity * (1 - (1 - progress) ** power) * size)`` in Python
+  (``round`` is half-to-even, as ``np.rint``), and stored in the program as an
+  int32 table with one row per mask update and one column per distinct
+  (sparsity, leaf size); the update step only indexes it. For schedules whose
+  table would exceed ``2**20`` entries they are evaluated on the device in
+  float32 instead, and may then differ by one where ``s_t * size`` lies within
+  float32 round-off of a half-integer. The new parameters are
   ``new = keep * w``: kept weights take exactly the plain step ``params + u``,
   removed ones are exactly ``0.0`` in their dtype.
 
@@ -306,7 +344,11 @@ def magnitude_prune(
 
   In a plain chain the inner optimizer's moments of pruned weights are left as
   they are; since pruned weights are held at 0 they do not come back until
-  the mask changes.
+  the mask changes. Under ``optax_l1.proximal(opt, magnitude_prune(...))``
+  the optimizer's moments of every weight the mask zeroes (Adam's ``mu`` and
+  ``nu``, momentum traces, RMSprop / Adagrad accumulators) are also reset to
+  0, so a weight that is later revived starts fresh instead of carrying stale
+  momentum.
 
   The mask is stored in the state as one ``bool`` (1 byte) per masked weight.
   Recomputing it costs 32 passes over the masked weights (64 for float64) and
@@ -328,7 +370,7 @@ def magnitude_prune(
       a callable of params. Unmasked leaves take the plain step.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` whose state is a
+    A :class:`optax_l1.PruneTransformation` (an ``optax.GradientTransformationExtraArgs``) whose state is a
     :class:`MagnitudePruneState`.
 
   Raises:
@@ -417,14 +459,52 @@ def magnitude_prune(
     return [None if s is None else float(s)
             for s in jax.tree.leaves(full, is_leaf=_is_none)]
 
-  def schedule(t):
-    """``1 - (1 - progress)^power`` in float32 (multiply by the target)."""
+  num_updates = (end_step - begin_step) // update_every + 1
+
+  def host_factor(t: int) -> float:
+    """``1 - (1 - progress)^power`` in float64, as documented."""
+    if end_step == begin_step:
+      progress = 1.0
+    else:
+      progress = min(max((t - begin_step) / (end_step - begin_step), 0.0),
+                     1.0)
+    return 1.0 - (1.0 - progress) ** power
+
+  @functools.lru_cache(maxsize=None)
+  def host_factors() -> np.ndarray:
+    return np.array([host_factor(begin_step + j * update_every)
+                     for j in range(num_updates)], np.float64)
+
+  def device_factor(t):
+    """The same in float32 on the device (fallback for huge tables)."""
     if end_step == begin_step:
       return jnp.ones((), jnp.float32)
     progress = jnp.clip(
         (t - begin_step).astype(jnp.float32) / float(end_step - begin_step),
         0.0, 1.0)
     return 1.0 - (1.0 - progress) ** power
+
+  def counts(t, group_targets, group_sizes):
+    """Number of weights to prune per group at update step ``t``."""
+    traced_target = any(isinstance(g, jax.core.Tracer) for g in group_targets)
+    pairs = sorted(set(zip(group_targets, group_sizes))) if not (
+        traced_target) else []
+    if not traced_target and num_updates * len(pairs) <= _MAX_COUNT_TABLE:
+      # Host table in float64: k[j, pair] at t = begin + j * update_every.
+      factors = host_factors()
+      tgt = np.array([q[0] for q in pairs], np.float64)
+      size = np.array([q[1] for q in pairs], np.float64)
+      table = np.rint((tgt[None, :] * factors[:, None]) * size[None, :])
+      table = np.clip(table, 0, size[None, :]).astype(np.int32)
+      where = {q: c for c, q in enumerate(pairs)}
+      col = np.array([where[q] for q in zip(group_targets, group_sizes)],
+                     np.int32)
+      j = jnp.clip((t - begin_step) // update_every, 0, num_updates - 1)
+      return jnp.asarray(table)[j][jnp.asarray(col)]
+    factor = device_factor(t)
+    ks = [jnp.clip(jnp.round(g * factor * n), 0, n).astype(jnp.int32)
+          for g, n in zip(group_targets, group_sizes)]
+    return jnp.stack(ks)
 
   def init_fn(params):
     full_mask = resolve_mask(fn, mask, params)
@@ -463,30 +543,24 @@ def magnitude_prune(
            if m and p is not None and u is not None]
 
     t = state.count
-    # Candidate weights: the plain step, with pruned weights held at 0.
-    w = {i: jnp.where(old_leaves[i], _plain_point(p_leaves[i], u_leaves[i]),
-                      jnp.zeros((), p_leaves[i].dtype)) for i in idx}
 
     def recompute():
       if not idx:
-        return [old_leaves[i] for i in idx]
+        return []
+      # Candidates: the plain step, with the weights pruned so far held at 0.
+      w = {i: jnp.where(old_leaves[i],
+                        _plain_point(p_leaves[i], u_leaves[i]),
+                        jnp.zeros((), p_leaves[i].dtype)) for i in idx}
       fdtype, idtype, nbits = _key_dtypes([p_leaves[i].dtype for i in idx])
       keys = [_magnitude_keys(w[i], fdtype, idtype) for i in idx]
-      factor = schedule(t)
       if scope == "global":
         total = sum(w[i].size for i in idx)
         _check_total(fn, total)
-        groups = [0] * len(idx)
-        ks = [jnp.round(sparsity * factor * total)]
-        sizes = [total]
+        ks = counts(t, [sparsity], [total])
       else:
-        groups = list(range(len(idx)))
-        ks = [jnp.round((sparsity if targets is None else targets[i])
-                        * factor * w[i].size) for i in idx]
-        sizes = [w[i].size for i in idx]
-      ks = jnp.stack([jnp.clip(k, 0, n).astype(jnp.int32)
-                      for k, n in zip(ks, sizes)])
-      flat = _prune_by_rank(keys, groups, ks, nbits)
+        ks = counts(t, [sparsity if targets is None else targets[i]
+                        for i in idx], [w[i].size for i in idx])
+      flat = _prune_by_rank(keys, scope == "global", ks, nbits)
       return [f.reshape(w[i].shape) for f, i in zip(flat, idx)]
 
     in_range = (t >= begin_step) & (t <= end_step)
@@ -505,7 +579,7 @@ def magnitude_prune(
                                     mask=treedef.unflatten(out_mask))
     return treedef.unflatten(out_updates), new_state
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return PruneTransformation(init_fn, update_fn)
 
 
 def _masked_size(params: Any, full_mask: Any) -> int:
@@ -519,7 +593,7 @@ def _masked_size(params: Any, full_mask: Any) -> int:
 # ---------------------------------------------------------------------------
 
 
-def keep_zeros(mask: MaskOrFn = None) -> optax.GradientTransformationExtraArgs:
+def keep_zeros(mask: MaskOrFn = None) -> PruneTransformation:
   """Weights that are exactly zero stay exactly zero.
 
   Goes last in an ``optax.chain``:
@@ -541,7 +615,7 @@ def keep_zeros(mask: MaskOrFn = None) -> optax.GradientTransformationExtraArgs:
       the plain step.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    A :class:`optax_l1.PruneTransformation` (an ``optax.GradientTransformationExtraArgs``) with state
     ``optax.EmptyState()``.
 
   Raises:
@@ -576,7 +650,7 @@ def keep_zeros(mask: MaskOrFn = None) -> optax.GradientTransformationExtraArgs:
     return jax.tree.map(leaf, updates, params, full_mask,
                         is_leaf=_is_none), state
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return PruneTransformation(init_fn, update_fn)
 
 
 # ---------------------------------------------------------------------------
@@ -678,7 +752,7 @@ def nm_prune(
     *,
     axis: int = -1,
     mask: MaskOrFn = None,
-) -> optax.GradientTransformationExtraArgs:
+) -> PruneTransformation:
   """N:M structured sparsity: ``n`` nonzeros in every ``m`` consecutive.
 
   Goes last in an ``optax.chain``. With ``z = params + updates``, every block
@@ -707,7 +781,7 @@ def nm_prune(
       plain step.
 
   Returns:
-    An ``optax.GradientTransformationExtraArgs`` with state
+    A :class:`optax_l1.PruneTransformation` (an ``optax.GradientTransformationExtraArgs``) with state
     ``optax.EmptyState()``.
 
   Raises:
@@ -762,4 +836,4 @@ def nm_prune(
     return jax.tree.map(leaf, updates, params, full_mask,
                         is_leaf=_is_none), state
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return PruneTransformation(init_fn, update_fn)

@@ -57,6 +57,7 @@ from optax._src import transform as _otx  # state types (public via optax.*)
 from optax.schedules import _inject as _oinj
 
 from optax_l1._transforms import ProxTransformation
+from optax_l1._transforms import PruneTransformation
 
 _ADAM = "adam"
 _RMS = "rms"
@@ -317,6 +318,35 @@ def _is_injected_prox(tx: Any) -> bool:
   return (getattr(factory, "__module__", "") or "").startswith("optax_l1.")
 
 
+# Fields of each known state that hold one value per parameter.
+_MOMENT_FIELDS = {
+    optax.ScaleByAdamState: ("mu", "nu"),
+    _otx.ScaleByRmsState: ("nu",),
+    _otx.ScaleByRmsWithCountState: ("nu",),
+    _otx.ScaleByRStdDevState: ("mu", "nu"),
+    _otx.ScaleByRStdDevWithCountState: ("mu", "nu"),
+    _otx.ScaleByRssState: ("sum_of_squares",),
+    optax.TraceState: ("trace",),
+}
+
+
+def _reset_moments(inner_state: Any, pruned: Any) -> Any:
+  """Zeroes the per-parameter moments where ``pruned`` (a bool tree) is True."""
+  def reset(st):
+    fields = _MOMENT_FIELDS.get(type(st))
+    if fields is None:
+      return st
+    def zero(m, p):
+      if m is None or p is None:
+        return m
+      return jnp.where(p, jnp.zeros((), m.dtype), m)
+    return st._replace(**{
+        f: jax.tree.map(zero, getattr(st, f), pruned,
+                        is_leaf=lambda x: x is None) for f in fields})
+  return jax.tree.map(reset, inner_state,
+                      is_leaf=lambda x: type(x) in _MOMENT_FIELDS)
+
+
 def proximal(
     inner: optax.GradientTransformation,
     *proxes: ProxTransformation,
@@ -333,7 +363,9 @@ def proximal(
 
   Each prox takes ``z = params + u`` with ``u`` the inner update, and a
   per-coordinate step ``learning_rate * P`` with ``P`` read from the inner
-  state after this step. Several proxes are applied in order (use ``mask`` to
+  state after this step. Mask transformations (``magnitude_prune``,
+  ``nm_prune``, ``keep_zeros``) may be given too: they need no metric, and the
+  inner optimizer's moments of the weights they zero are reset to 0. Several proxes are applied in order (use ``mask`` to
   give different leaves different penalties). No copy of any moment is kept:
   the state is the inner state plus the proxes' (usually empty) states.
 
@@ -408,9 +440,18 @@ def proximal(
                                         **extra_args)
     pre = _preconditioner(inner_state, found, static_inject, params)
     new_states = []
+    pruned = None
     for p, s in zip(proxes, state.prox_states):
       updates, s = p.update(updates, s, params, preconditioner=pre)
       new_states.append(s)
+      if isinstance(p, PruneTransformation):
+        zero = jax.tree.map(
+            lambda u, w: None if u is None else (w + u) == 0, updates, params,
+            is_leaf=lambda x: x is None)
+        pruned = zero if pruned is None else jax.tree.map(
+            jnp.logical_or, pruned, zero)
+    if pruned is not None:
+      inner_state = _reset_moments(inner_state, pruned)
     return updates, ProximalState(inner_state, tuple(new_states))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -57,6 +57,16 @@ class ProxTransformation(optax.GradientTransformationExtraArgs):
   """
 
 
+class PruneTransformation(ProxTransformation):
+  """A mask transformation (``magnitude_prune``, ``keep_zeros``, ``nm_prune``).
+
+  Its step is a projection onto a sparsity pattern, so it needs no metric; it
+  is a :class:`ProxTransformation` so that it can go inside
+  :func:`optax_l1.proximal`, which then also resets the optimizer's moments of
+  the weights it zeroes.
+  """
+
+
 def _evaluate(value: ScalarOrSchedule, count: Optional[jax.Array]) -> Any:
   return value(count) if callable(value) else value
 

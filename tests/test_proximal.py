@@ -308,3 +308,38 @@ def test_injected_prox_inside_proximal_follows_its_hyperparameters():
     want = _np_soft(z, lr * lam * _adam_p(s_in[0], 0.9, 1e-2))
     np.testing.assert_allclose(np.asarray(params + got), want, atol=1e-6)
   assert len(traces) == 1
+
+
+@pytest.mark.parametrize("make_mask", [
+    lambda: optax_l1.magnitude_prune(0.5),
+    lambda: optax_l1.nm_prune(2, 4),
+], ids=["magnitude_prune", "nm_prune"])
+def test_pruned_weights_get_their_moments_reset(make_mask):
+  """Under proximal, the moments of pruned weights are zero; others untouched."""
+  rng = np.random.default_rng(0)
+  params = jnp.asarray(rng.normal(size=(4, 8)), jnp.float32)
+  g = jnp.asarray(rng.normal(size=(4, 8)), jnp.float32)
+  inner = optax.adam(0.1)
+  opt = optax_l1.proximal(optax.adam(0.1), make_mask())
+  updates, state = jax.jit(opt.update)(g, opt.init(params), params)
+  new = np.asarray(optax.apply_updates(params, updates))
+  u_ref, s_ref = inner.update(g, inner.init(params), params)
+  z = np.asarray(params + u_ref)
+  # NumPy reference of the pattern: half the weights by |z| per leaf, or the
+  # 2 largest of each block of 4 consecutive weights along the last axis.
+  if isinstance(state.prox_states[0], optax_l1.MagnitudePruneState):
+    order = np.argsort(np.abs(z).ravel(), kind="stable")
+    keep = np.ones(z.size, bool)
+    keep[order[:16]] = False
+    keep = keep.reshape(z.shape)
+  else:
+    blocks = np.abs(z).reshape(4, 2, 4)
+    ranks = np.argsort(np.argsort(-blocks, axis=-1, kind="stable"), axis=-1)
+    keep = (ranks < 2).reshape(4, 8)
+  np.testing.assert_array_equal(new != 0, keep)
+  np.testing.assert_array_equal(new[keep], z[keep])
+  adam_state = state.inner_state[0]
+  for got, want in ((adam_state.mu, s_ref[0].mu), (adam_state.nu, s_ref[0].nu)):
+    got, want = np.asarray(got), np.asarray(want)
+    np.testing.assert_array_equal(got[~keep], 0.0)
+    np.testing.assert_array_equal(got[keep], want[keep])
