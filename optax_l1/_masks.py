@@ -348,7 +348,9 @@ def magnitude_prune(
   the optimizer's moments of every weight the mask zeroes (Adam's ``mu`` and
   ``nu``, momentum traces, RMSprop / Adagrad accumulators) are also reset to
   0, so a weight that is later revived starts fresh instead of carrying stale
-  momentum.
+  momentum. (This schedule's pruned set only grows, so for
+  ``magnitude_prune`` alone the reset changes nothing; it matters for
+  ``nm_prune``, whose pattern can move, and for masks edited by hand.)
 
   The mask is stored in the state as one ``bool`` (1 byte) per masked weight.
   Recomputing it costs 32 passes over the masked weights (64 for float64) and
