@@ -14,15 +14,22 @@ Variants (all with ``optax.adam(lr)`` as the optimizer):
   metric).
 * ``prox_group``: ``proximal(adam, prox_group_lasso(lam, lr, axis=1))`` (rows
   of 1024 are groups; the diagonal-metric prox runs bracketed Newton steps).
-* ``magnitude_prune``: ``optax.chain(adam, magnitude_prune(...))`` when
+* ``magnitude_prune``: ``optax.chain(adam, magnitude_prune(0.5))`` (one-shot
+  at step 0, then the stored mask is applied) and ``magnitude_prune_upd``
+  (the mask recomputed at every step), when
   ``from optax_l1._masks import magnitude_prune`` works (it is optional).
 
 The variants are interleaved (round-robin, order rotated each round) after a
 warm-up (compile + 2 steps each); every step ends in ``block_until_ready``.
-Reported: median ms per step, ratio to plain adam at the same size, achieved
-GB/s assuming 28 bytes/param (fp32 Adam reads p, g, m, v and writes p, m, v),
-extra optimizer-state bytes per parameter over plain adam, and a linear fit of
-time vs N per variant (slope ns/param, R^2).
+Reported per variant and size: median (and IQR, min) ms per step; the ratio to
+plain adam as a ratio of medians and as the median of same-round ratios
+("paired", robust to slow changes in machine load); achieved GB/s assuming 28
+bytes/param (fp32 Adam reads p, g, m, v and writes p, m, v); extra
+optimizer-state bytes per parameter over plain adam; from the compiled HLO
+the number of fusions and of fusions with a full-size output; minor page
+faults per step (temporaries that XLA allocates fresh at every execution);
+and a linear fit of median time vs N per variant (slope ns/param, R^2; R^2
+needs 3 or more sizes).
 
 If ``torch`` is importable, torch's CPU ``Adam`` (foreach and fused) and Adam
 followed by the in-place soft threshold
@@ -38,13 +45,19 @@ Usage::
 
 from __future__ import annotations
 
+import os
+
+# torch's OpenMP workers otherwise spin after each op and starve XLA's
+# threads in the interleaved loop (must be set before torch is imported).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import datetime
 import inspect
 import json
-import os
 import platform
 import re
+import resource
 import shlex
 import statistics
 import sys
@@ -230,6 +243,7 @@ def machine_info(command: str) -> dict:
       "devices": [str(d) for d in jax.devices()],
       "device_kind": jax.devices()[0].device_kind,
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
+      "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec="seconds"),
       "command": command,
@@ -285,7 +299,7 @@ def bench_size(n: int, variants: dict, repeats: int, log) -> dict:
       params, state = step(params, state, grads)
     jax.block_until_ready((params, state))
     live[name] = [step, params, state]
-    results[name] = {"times_ms": [], "state_bytes": sb,
+    results[name] = {"times_ms": [], "minflt": 0, "state_bytes": sb,
                      "compile_s": compile_s, "hlo": stats}
   del p0
 
@@ -297,7 +311,8 @@ def bench_size(n: int, variants: dict, repeats: int, log) -> dict:
         fn()  # warm-up
         live[name] = fn
         t_names.append(name)
-        results[name] = {"times_ms": [], "state_bytes": 2 * 4 * n + 8}
+        results[name] = {"times_ms": [], "minflt": 0,
+                         "state_bytes": 2 * 4 * n + 8}
       else:
         results[name] = {"times_ms": [], "note": fn}
 
@@ -306,6 +321,7 @@ def bench_size(n: int, variants: dict, repeats: int, log) -> dict:
     k = r % len(order)
     for name in order[k:] + order[:k]:  # rotate to spread position bias
       entry = live[name]
+      f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
       if callable(entry):
         t0 = time.perf_counter()
         entry()
@@ -317,6 +333,8 @@ def bench_size(n: int, variants: dict, repeats: int, log) -> dict:
         jax.block_until_ready((params, state))
         dt = time.perf_counter() - t0
         entry[1], entry[2] = params, state
+      results[name]["minflt"] += (
+          resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
       results[name]["times_ms"].append(dt * 1e3)
 
   # Sanity: exact zeros exist for the prox variants, finite everywhere.
@@ -340,6 +358,9 @@ def bench_size(n: int, variants: dict, repeats: int, log) -> dict:
         paired_ratio_to_adam=statistics.median(
             t / b for t, b in zip(ts, base_ts)),
         min_ratio_to_adam=min(ts) / min(base_ts),
+        # Minor page faults per step: freshly mapped temporaries (XLA CPU
+        # allocates its temp buffer per execution).
+        page_faults_per_step=res["minflt"] / len(ts),
         gbps_28B=BYTES_PER_PARAM_ADAM * n / (med * 1e-3) / 1e9,
         extra_state_bytes_per_param=(
             (res["state_bytes"] - adam_state_bytes) / n
@@ -371,14 +392,15 @@ def markdown(report: dict) -> str:
       "",
       "| N | variant | median ms | IQR ms | min ms | x adam (median) | "
       "x adam (paired) | GB/s (28 B/param) | extra state B/param | "
-      "HLO fusions | zero frac |",
-      "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+      "HLO fusions | full-size fusion outputs | page faults/step | "
+      "zero frac |",
+      "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   ]
   for size in report["sizes"]:
     for name, r in size["variants"].items():
       if "median_ms" not in r:
         lines.append(f"| {size['n']:.2e} | {name} | - | - | - | - | - | - | "
-                     f"- | - | {r.get('note', '')} |")
+                     f"- | - | - | - | {r.get('note', '')} |")
         continue
       extra = r["extra_state_bytes_per_param"]
       lines.append(
@@ -388,6 +410,8 @@ def markdown(report: dict) -> str:
           f"{r['gbps_28B']:.1f} | "
           f"{'-' if extra is None else f'{extra:.2e}'} | "
           f"{r.get('hlo', {}).get('fusions', '-')} | "
+          f"{r.get('hlo', {}).get('full_size_fusion_outputs', '-')} | "
+          f"{r['page_faults_per_step']:.0f} | "
           f"{r.get('zero_fraction', float('nan')):.3f} |")
   lines += ["", "Linear fit of median time vs N:", "",
             "| variant | slope ns/param | intercept ms | R^2 |",
@@ -401,7 +425,9 @@ def markdown(report: dict) -> str:
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap = argparse.ArgumentParser(
+      description=__doc__.split("\n")[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   ap.add_argument("--sizes", default="1e6,1e7",
                   help="comma-separated parameter counts (rounded to a "
                        "multiple of 1024), e.g. 1e6,1e7,1e8")
@@ -411,7 +437,7 @@ def main(argv=None):
       os.path.dirname(os.path.abspath(__file__)), "results", "cpu"),
       help="output path without extension (.json and .md are written)")
   args = ap.parse_args(argv)
-  command = "PYTHONPATH=. python " + " ".join(
+  command = f"PYTHONPATH={os.environ.get('PYTHONPATH', '')} python " + " ".join(
       shlex.quote(a) for a in [os.path.relpath(sys.argv[0])] + sys.argv[1:])
 
   log = lambda s: print(s, flush=True)
@@ -422,7 +448,9 @@ def main(argv=None):
   log(f"magnitude_prune: {mp_note}")
   try:
     import torch  # pylint: disable=g-import-not-at-top
-    torch_note = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    torch_note = (f"torch {torch.__version__} ({os.path.dirname(torch.__file__)}"
+                  f"), {torch.get_num_threads()} threads, OMP_WAIT_POLICY="
+                  f"{os.environ.get('OMP_WAIT_POLICY')}")
   except ImportError:
     torch_note = "not installed (torch Adam comparison skipped)"
   log(f"torch: {torch_note}")
