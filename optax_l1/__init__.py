@@ -8,6 +8,18 @@ adaptive optimizer's own metric, which solves the problem you wrote down).
 """
 
 from optax_l1 import ops
+from optax_l1._export import CompactMLP
+from optax_l1._export import compact_mlp
+from optax_l1._export import leaf_path
+from optax_l1._export import load_sparse
+from optax_l1._export import mask_by_path
+from optax_l1._export import mask_by_predicate
+from optax_l1._export import save_sparse
+from optax_l1._export import surviving
+from optax_l1._export import surviving_filters
+from optax_l1._export import surviving_inputs
+from optax_l1._export import surviving_units
+from optax_l1._export import to_bcoo
 from optax_l1._masks import MagnitudePruneState
 from optax_l1._masks import keep_zeros
 from optax_l1._masks import magnitude_mask
@@ -16,6 +28,9 @@ from optax_l1._masks import nm_mask
 from optax_l1._masks import nm_prune
 from optax_l1._proximal import ProximalState
 from optax_l1._proximal import proximal
+from optax_l1._regpath import RegularizationPath
+from optax_l1._regpath import plot_path
+from optax_l1._regpath import regularization_path
 from optax_l1._report import LeafSparsity
 from optax_l1._report import SparsityReport
 from optax_l1._report import sparsity
@@ -35,20 +50,28 @@ from optax_l1._transforms import prox_sparse_group_lasso
 __version__ = "0.1.0"
 
 __all__ = (
+    "CompactMLP",
     "LeafSparsity",
     "MagnitudePruneState",
     "ProxState",
     "ProxTransformation",
     "ProximalState",
     "PruneTransformation",
+    "RegularizationPath",
     "SparsityReport",
+    "compact_mlp",
     "hard_threshold",
     "keep_zeros",
+    "leaf_path",
+    "load_sparse",
     "magnitude_mask",
     "magnitude_prune",
+    "mask_by_path",
+    "mask_by_predicate",
     "nm_mask",
     "nm_prune",
     "ops",
+    "plot_path",
     "prox_elastic_net",
     "prox_group_lasso",
     "prox_l1",
@@ -57,6 +80,13 @@ __all__ = (
     "prox_scad",
     "prox_sparse_group_lasso",
     "proximal",
+    "regularization_path",
+    "save_sparse",
     "sparsity",
     "sparsity_report",
+    "surviving",
+    "surviving_filters",
+    "surviving_inputs",
+    "surviving_units",
+    "to_bcoo",
 )

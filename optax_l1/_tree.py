@@ -12,7 +12,15 @@ MaskOrFn = Union[Any, Callable[[optax.Params], Any], None]
 
 
 def path_str(path: tuple[Any, ...]) -> str:
-  """``('layers', 0, 'kernel')``-style key path as ``layers/0/kernel``."""
+  """``('layers', 0, 'kernel')``-style key path as ``layers/0/kernel``.
+
+  A final ``.value`` attribute (how a Flax NNX ``Variable`` holds its array)
+  is dropped, so Linen params, NNX state and plain dicts read alike.
+  """
+  path = tuple(path)
+  if (path and isinstance(path[-1], jax.tree_util.GetAttrKey)
+      and path[-1].name == "value"):
+    path = path[:-1]
   parts = []
   for k in path:
     if isinstance(k, jax.tree_util.DictKey):
