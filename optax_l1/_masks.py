@@ -16,7 +16,8 @@ so ``optax.apply_updates`` gives exactly ``params + u`` for kept weights and
 exactly ``0.0`` for removed ones (``p + (-p)`` is ``0`` in IEEE arithmetic).
 
 * :func:`magnitude_prune`: gradual magnitude pruning (Zhu & Gupta 2017) with a
-  keep-mask in the optimizer state, per leaf or global.
+  keep-mask in the optimizer state, per leaf or global; the mask is ranked on
+  the current ``params`` (the step's ``u`` only enters through ``z``).
 * :func:`nm_prune`: N:M structured sparsity (``n`` of every ``m`` consecutive
   weights kept), recomputed every step.
 * :func:`keep_zeros`: weights that are exactly zero stay exactly zero (for
@@ -87,12 +88,32 @@ def _magnitude_keys(x: jax.Array, fdtype: Any, idtype: Any) -> jax.Array:
   return jax.lax.bitcast_convert_type(a, idtype)
 
 
+def _cumsum_rows(x: jax.Array) -> jax.Array:
+  """``jnp.cumsum(x, axis=1)``, also when axis 1 is explicitly sharded.
+
+  Under explicit sharding (``jax.sharding.AxisType.Explicit``, the default of
+  ``jax.make_mesh``) a cumulative sum along a sharded axis is refused; the
+  rows are then gathered for the scan and the result is resharded back.
+  """
+  typeof = getattr(jax, "typeof", None)  # jax < 0.6: no explicit sharding
+  sharding = getattr(typeof(x), "sharding", None) if typeof else None
+  spec = getattr(sharding, "spec", None)
+  if spec is None or len(spec) < 2 or spec[1] is None:
+    return jnp.cumsum(x, axis=1)
+  whole = jax.sharding.NamedSharding(
+      sharding.mesh, jax.sharding.PartitionSpec(spec[0], None))
+  y = jnp.cumsum(jax.sharding.reshard(x, whole), axis=1)
+  return jax.sharding.reshard(y, sharding)
+
+
 def _prune_by_rank(keys: Sequence[jax.Array], joint: bool, ks: jax.Array,
                    nbits: int) -> list[jax.Array]:
   """Keep-masks that prune exactly ``k`` smallest keys per ranking group.
 
   Args:
-    keys: flat integer arrays (one per leaf) from :func:`_magnitude_keys`.
+    keys: flat integer arrays (one per leaf) from :func:`_magnitude_keys`,
+      optionally with entries set to ``-1`` (below every magnitude: pruned
+      before any weight, e.g. weights that are already pruned).
     joint: rank all leaves together (one group, ``ks`` of shape ``(1,)``) or
       each leaf on its own (``ks`` of shape ``(len(keys),)``).
     ks: int32 counts, each in ``[0, group size]``.
@@ -128,9 +149,10 @@ def _prune_by_rank(keys: Sequence[jax.Array], joint: bool, ks: jax.Array,
                   for k, t in zip(stacked, thresholds(v))])
     return jnp.sum(c, keepdims=True) if joint else c
 
-  # Invariant: count(key <= hi) >= k; lo < hi and count(key <= lo) < k (or
-  # lo = -1 with k = 0, where hi then walks down to -1 as well).
-  lo = jnp.full(ks.shape, -1, idtype)
+  # Keys are >= -1. Invariant: count(key <= hi) >= k; lo < hi and
+  # count(key <= lo) < k (or lo = -2 with k = 0, where hi then walks down to
+  # -1). hi - lo starts at 2**(nbits - 1) + 1, so nbits halvings reach 1.
+  lo = jnp.full(ks.shape, -2, idtype)
   hi = jnp.full(ks.shape, jnp.iinfo(idtype).max, idtype)
 
   def body(_, carry):
@@ -152,7 +174,7 @@ def _prune_by_rank(keys: Sequence[jax.Array], joint: bool, ks: jax.Array,
   masks: list[Any] = [None] * num
   for k, tie, t, rows in zip(stacked, ties, thresholds(v), row_leaf):
     tie_i = tie.astype(jnp.int32)
-    rank = jnp.cumsum(tie_i, axis=1) - tie_i + offset[rows][:, None]
+    rank = _cumsum_rows(tie_i) - tie_i + offset[rows][:, None]
     pruned = (k < t) | (tie & (rank < need[group[rows]][:, None]))
     for r, i in enumerate(rows):
       masks[i] = ~pruned[r]
@@ -295,8 +317,8 @@ def magnitude_prune(
 ) -> PruneTransformation:
   """Gradual magnitude pruning (Zhu & Gupta 2017) with an exact zero count.
 
-  Goes last in an ``optax.chain``. With ``z = params + updates`` and the
-  update count ``t`` (before this step), the mask is recomputed at the steps
+  Goes last in an ``optax.chain``. With the update count ``t`` (before this
+  step), the mask is recomputed at the steps
 
   .. math::
 
@@ -312,9 +334,10 @@ def magnitude_prune(
       \\frac{t - \\mathrm{begin}}{\\mathrm{end} - \\mathrm{begin}}, 0, 1\\right)
 
   (``pi_t = 1`` when ``end == begin``: one-shot pruning at ``begin``). At an
-  update the weights are ranked by ``|w|``, ``w = keep_old * z`` (weights
-  pruned so far count as 0, as in Zhu & Gupta, so the pruned set only grows
-  while ``s_t`` grows) and exactly
+  update the *current* weights ``params`` (the iterate this step starts from,
+  before this step's update ``u``) are ranked by ``|params|``, with the
+  weights pruned so far ranked below all others (below exact zeros too), and
+  exactly
 
   * ``round(s_t * size)`` weights of every masked leaf (``scope="layer"``), or
   * ``round(s_t * total)`` weights of all masked leaves ranked jointly
@@ -323,7 +346,11 @@ def magnitude_prune(
   are removed: the smallest magnitudes, and among equal magnitudes the lower
   flat index first (under ``"global"``, the earlier leaf in
   ``jax.tree.leaves(params)`` order first). NaN ranks above ``inf``, so a NaN
-  weight is never pruned and propagates.
+  weight is never pruned and propagates. Since the weights pruned so far come
+  first, the pruned set only grows while ``s_t`` grows (as in Zhu & Gupta);
+  should the count ever drop (a mask edited by hand, a state restored under a
+  different schedule), the pruned weights of highest flat index are the ones
+  that return, from their current value (0).
 
   The counts are computed on the host in float64, exactly as
   ``round(sparsity * (1 - (1 - progress) ** power) * size)`` in Python
@@ -333,8 +360,21 @@ def magnitude_prune(
   table would exceed ``2**20`` entries they are evaluated on the device in
   float32 instead, and may then differ by one where ``s_t * size`` lies within
   float32 round-off of a half-integer. The new parameters are
-  ``new = keep * w``: kept weights take exactly the plain step ``params + u``,
-  removed ones are exactly ``0.0`` in their dtype.
+
+  .. math::
+
+    \\mathrm{params}_{t+1} = \\mathrm{keep}_t \\odot
+      (\\mathrm{params}_t + u_t),
+
+  with ``keep_t`` the mask computed from ``|params_t|`` at an update step
+  and the stored mask otherwise: kept weights take exactly the plain step
+  ``params + u``, removed ones are exactly ``0.0`` in their dtype, so after
+  every update step exactly the counted number of weights is masked to zero.
+  (Ranking the weights the step starts from, as Zhu & Gupta prune the
+  current weights every ``update_every`` steps, keeps ``u`` out of the mask
+  computation: a step that only applies the stored mask then costs what
+  ``jnp.where(keep, u, -params)`` costs, fused with the inner optimizer's
+  update.)
 
   Before ``begin_step`` nothing is pruned. Between updates and after
   ``end_step`` the last mask is kept and a pruned weight's step is discarded,
@@ -354,7 +394,9 @@ def magnitude_prune(
 
   The mask is stored in the state as one ``bool`` (1 byte) per masked weight.
   Recomputing it costs 32 passes over the masked weights (64 for float64) and
-  runs only at update steps (``jax.lax.cond``). Under ``"global"`` at most
+  runs only at update steps (``jax.lax.cond`` on ``params`` and the stored
+  mask); between updates, with the state donated to ``jax.jit``, the stored
+  mask is neither copied nor rewritten. Under ``"global"`` at most
   ``2**31 - 2`` weights can be ranked jointly.
 
   Args:
@@ -546,37 +588,40 @@ def magnitude_prune(
 
     t = state.count
 
-    def recompute():
-      if not idx:
+    def recompute(ps, olds):
+      if not ps:
         return []
-      # Candidates: the plain step, with the weights pruned so far held at 0.
-      w = {i: jnp.where(old_leaves[i],
-                        _plain_point(p_leaves[i], u_leaves[i]),
-                        jnp.zeros((), p_leaves[i].dtype)) for i in idx}
-      fdtype, idtype, nbits = _key_dtypes([p_leaves[i].dtype for i in idx])
-      keys = [_magnitude_keys(w[i], fdtype, idtype) for i in idx]
+      # Ranks the current weights (this step's update is not an operand, so
+      # XLA keeps fusing the inner optimizer's update with the mask below).
+      # Weights pruned so far get the key -1, below every magnitude.
+      fdtype, idtype, nbits = _key_dtypes([p.dtype for p in ps])
+      keys = [jnp.where(o.reshape(-1), _magnitude_keys(p, fdtype, idtype),
+                        jnp.asarray(-1, idtype)) for p, o in zip(ps, olds)]
       if scope == "global":
-        total = sum(w[i].size for i in idx)
+        total = sum(p.size for p in ps)
         _check_total(fn, total)
         ks = counts(t, [sparsity], [total])
       else:
         ks = counts(t, [sparsity if targets is None else targets[i]
-                        for i in idx], [w[i].size for i in idx])
+                        for i in idx], [p.size for p in ps])
       flat = _prune_by_rank(keys, scope == "global", ks, nbits)
-      return [f.reshape(w[i].shape) for f, i in zip(flat, idx)]
+      return [f.reshape(p.shape) for f, p in zip(flat, ps)]
 
     in_range = (t >= begin_step) & (t <= end_step)
     on_turn = ((t - begin_step) % update_every) == 0
+    # The operands are params and the old mask only, and nothing reads the
+    # old mask after the cond: the mask is then updated in place (a donated
+    # state is neither copied nor rewritten between updates).
     new_keep = jax.lax.cond(in_range & on_turn, recompute,
-                            lambda: [jnp.asarray(old_leaves[i]) for i in idx])
-    new_keep = dict(zip(idx, new_keep))
+                            lambda ps, olds: list(olds),
+                            [p_leaves[i] for i in idx],
+                            [jnp.asarray(old_leaves[i]) for i in idx])
 
     out_updates = list(u_leaves)
     out_mask = list(old_leaves)
-    for i in idx:
-      keep = new_keep[i] & old_leaves[i]  # a revived weight restarts at 0
+    for i, keep in zip(idx, new_keep):
       out_updates[i] = _drop(u_leaves[i], p_leaves[i], keep)
-      out_mask[i] = new_keep[i]
+      out_mask[i] = keep
     new_state = MagnitudePruneState(count=optax.safe_increment(t),
                                     mask=treedef.unflatten(out_mask))
     return treedef.unflatten(out_updates), new_state

@@ -2,10 +2,13 @@
 
 Every count and every pruned set is checked against an independent NumPy
 reference (stable argsort of ``|w|``: among equal magnitudes the lower flat
-index is pruned first). Updates run under ``jax.jit``.
+index is pruned first). ``magnitude_prune`` ranks the current ``params`` (the
+iterate before this step's update), with the weights pruned so far first.
+Updates run under ``jax.jit``.
 """
 
 import math
+import re
 
 import flax.serialization
 import hypothesis
@@ -50,6 +53,26 @@ def np_keep(w, k):
   keep = np.ones(w.size, bool)
   keep[order[:k]] = False
   return keep.reshape(w.shape)
+
+
+def np_keep_after(w, old_keep, k):
+  """np_keep with the weights pruned so far (old_keep False) ranked first."""
+  return np_global_keep_after([w], [old_keep], k)[0]
+
+
+def np_global_keep_after(ws, old_keeps, k):
+  """Joint ranking of |w| with the weights pruned so far below all others."""
+  key = np.concatenate([
+      np.where(np.asarray(o, bool), np.abs(np.asarray(w, np.float64)), -1.0)
+      .ravel() for w, o in zip(ws, old_keeps)])
+  order = np.argsort(key, kind="stable")  # NaN last: never pruned
+  keep = np.ones(key.size, bool)
+  keep[order[:k]] = False
+  out, start = [], 0
+  for w in ws:
+    out.append(keep[start:start + np.size(w)].reshape(np.shape(w)))
+    start += np.size(w)
+  return out
 
 
 def np_global_keep(ws, k):
@@ -110,13 +133,13 @@ def test_schedule_counts_and_sets_layer(per_leaf):
     for k in SHAPES:
       p, uk = np.asarray(params[k]), np.asarray(u[k])
       z = p + uk  # float32, as in the transformation
-      cand = np.where(old_keep[k], z, np.float32(0))
       mask = np.asarray(state.mask[k])
       assert mask.dtype == np.bool_
       if np_is_update(t, begin, end, every):
         s = targets[k] if per_leaf else 0.9
         kk = round(np_target(t, s, begin, end) * p.size)
-        np.testing.assert_array_equal(mask, np_keep(cand, kk))
+        # Ranked on the current params (not z), pruned weights first.
+        np.testing.assert_array_equal(mask, np_keep_after(p, old_keep[k], kk))
         assert (~mask).sum() == kk
       else:
         np.testing.assert_array_equal(mask, old_keep[k])
@@ -194,11 +217,10 @@ def test_global_schedule_counts():
     updates, state = update(u, state, params)
     masks = [np.asarray(m) for m in jax.tree.leaves(state.mask)]
     if np_is_update(t, begin, end, every):
-      cands = [np.where(o, np.asarray(p) + np.asarray(uu), np.float32(0))
-               for o, p, uu in zip(old, jax.tree.leaves(params),
-                                   jax.tree.leaves(u))]
       kk = round(np_target(t, 0.75, begin, end, power=2) * total)
-      for m, e in zip(masks, np_global_keep(cands, kk)):
+      exp = np_global_keep_after(
+          [np.asarray(p) for p in jax.tree.leaves(params)], old, kk)
+      for m, e in zip(masks, exp):
         np.testing.assert_array_equal(m, e)
     else:
       for m, o in zip(masks, old):
@@ -297,6 +319,94 @@ def test_nan_weight_is_never_pruned_and_propagates():
                                 [True, False, False, True, False, True])
 
 
+def test_ranks_current_params_not_the_step():
+  # The mask is computed from |params| (the iterate before this step's
+  # update); the update only enters the kept weights' new values.
+  w = jnp.array([1.0, 0.5, 0.2])
+  u = jnp.array([-0.95, 0.0, 0.0])  # |w + u| would rank index 0 lowest
+  tx = magnitude_prune(1 / 3)
+  updates, state = jax.jit(tx.update)(u, tx.init(w), w)
+  np.testing.assert_array_equal(np.asarray(state.mask), [True, True, False])
+  np.testing.assert_array_equal(np.asarray(optax.apply_updates(w, updates)),
+                                [np.float32(1.0) + np.float32(-0.95), 0.5,
+                                 0.0])
+
+
+def test_pruned_weights_rank_below_exact_zeros():
+  # Index 5 is pruned already; index 2 is a kept weight that is exactly 0.
+  # At the next update (same count) the pruned weight stays pruned even
+  # though the tie at |w| = 0 would prune the lower index first.
+  w = jnp.array([0.3, -0.7, 0.0, 0.9, 0.4, 0.0, -0.2, 0.8, 0.6, 0.5])
+  old = np.ones(10, bool)
+  old[5] = False
+  tx = magnitude_prune(0.1)  # k = 1, one update at t = 0
+  state = MagnitudePruneState(count=jnp.zeros([], jnp.int32),
+                              mask=jnp.asarray(old))
+  u = jnp.full(10, 0.01)
+  updates, state = jax.jit(tx.update)(u, state, w)
+  np.testing.assert_array_equal(np.asarray(state.mask), old)
+  new = np.asarray(optax.apply_updates(w, updates))
+  assert new[5] == 0.0 and new[2] == np.float32(0.01)
+  assert (new == 0).sum() == 1
+
+
+def test_count_below_pruned_so_far_revives_highest_indices():
+  # A mask edited by hand with more zeros than the schedule asks for: the
+  # pruned weights of highest flat index return, from their value (0), and
+  # the count is still exact.
+  w = jnp.array([0.3, 0.0, 0.5, 0.9, 0.0, 0.4, -0.6, 0.0])
+  old = np.array([True, False, True, True, False, True, True, False])
+  tx = magnitude_prune(0.125)  # k = 1
+  state = MagnitudePruneState(count=jnp.zeros([], jnp.int32),
+                              mask=jnp.asarray(old))
+  u = jnp.full(8, 0.25)
+  updates, state = jax.jit(tx.update)(u, state, w)
+  keep = np.ones(8, bool)
+  keep[1] = False
+  np.testing.assert_array_equal(np.asarray(state.mask), keep)
+  np.testing.assert_array_equal(np.asarray(optax.apply_updates(w, updates)),
+                                np.where(keep, np.asarray(w) + 0.25, 0.0))
+
+
+def _entry_computation(compiled_text):
+  entry = compiled_text[compiled_text.index("\nENTRY"):]
+  return entry[:entry.index("\n}")]
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu",
+                    reason="checks XLA:CPU's fusion of the compiled step")
+def test_step_between_updates_fuses_like_a_stored_mask():
+  # Between updates the step must cost what `where(stored mask, u, -p)`
+  # after the inner optimizer costs: the same full-size fusions (the inner
+  # update is not materialized for the cond) and no copy of the stored mask.
+  shape = (256, 128)
+
+  def stored_mask():
+    return optax.GradientTransformation(
+        lambda p: jnp.ones(p.shape, bool),
+        lambda u, s, p=None: (jnp.where(s, u, -p), s))
+
+  def entry(opt):
+    def step(p, s, g):
+      updates, s = opt.update(g, s, p)
+      return optax.apply_updates(p, updates), s
+    p = jnp.ones(shape)
+    text = jax.jit(step, donate_argnums=(0, 1)).lower(
+        p, opt.init(p), p).compile().as_text()
+    return _entry_computation(text)
+
+  full = r"= (?:f32|pred)\[256,128\]\{[^}]*\} ([\w-]+)\("
+  ref = entry(optax.chain(optax.adam(1e-3), stored_mask()))
+  for tx in (magnitude_prune(0.5),
+             magnitude_prune(0.5, begin_step=0, end_step=100),
+             magnitude_prune(0.5, scope="global")):
+    got = entry(optax.chain(optax.adam(1e-3), tx))
+    assert "conditional(" in got
+    ops = re.findall(full, got)
+    assert "copy" not in ops, got
+    assert ops.count("fusion") == re.findall(full, ref).count("fusion"), got
+
+
 # ---------------------------------------------------------------------------
 # magnitude_prune: pruned weights stay pruned.
 # ---------------------------------------------------------------------------
@@ -380,7 +490,7 @@ def test_bfloat16_params():
   new = optax.apply_updates(params, updates)
   assert new["w"].dtype == jnp.bfloat16 and updates["w"].dtype == jnp.bfloat16
   k = round(0.7 * w.size)
-  keep = np_keep(z, k)
+  keep = np_keep(np.asarray(w.astype(jnp.float32)), k)  # ranks params
   np.testing.assert_array_equal(np.asarray(state.mask["w"]), keep)
   n = np.asarray(new["w"].astype(jnp.float32))
   np.testing.assert_array_equal(n[~keep], 0.0)

@@ -325,10 +325,11 @@ def test_pruned_weights_get_their_moments_reset(make_mask):
   new = np.asarray(optax.apply_updates(params, updates))
   u_ref, s_ref = inner.update(g, inner.init(params), params)
   z = np.asarray(params + u_ref)
-  # NumPy reference of the pattern: half the weights by |z| per leaf, or the
+  # NumPy reference of the pattern: half the weights by |params| (the iterate
+  # magnitude_prune ranks), or the
   # 2 largest of each block of 4 consecutive weights along the last axis.
   if isinstance(state.prox_states[0], optax_l1.MagnitudePruneState):
-    order = np.argsort(np.abs(z).ravel(), kind="stable")
+    order = np.argsort(np.abs(np.asarray(params)).ravel(), kind="stable")
     keep = np.ones(z.size, bool)
     keep[order[:16]] = False
     keep = keep.reshape(z.shape)

@@ -129,6 +129,13 @@ for name, opt, shapes, specs, mesh in [
      optax_l1.proximal(optax.adam(LR),
                        optax_l1.prox_group_lasso(4.8, LR, axis=1)),
      {"w": (64, 48)}, {"w": P("x", None)}, mesh8),
+    # Global magnitude pruning ranks across leaves and devices: 0.6 of all
+    # 64*48 + 64 weights are zero after the last of 5 mask updates.
+    ("chain_prune_global",
+     optax.chain(optax.adam(LR), optax_l1.magnitude_prune(
+         0.6, begin_step=0, end_step=4, update_every=1, power=1,
+         scope="global")),
+     mat, mat_spec, mesh8),
 ]:
   k, v = case(name, opt, shapes, specs, mesh, seed=len(results))
   results[k] = v
@@ -156,7 +163,8 @@ def child():
 
 
 ALL = ("chain_l1", "proximal_l1", "proximal_l1_mesh42",
-       "proximal_group_axis0_sharded", "proximal_group_axis1_local")
+       "proximal_group_axis0_sharded", "proximal_group_axis1_local",
+       "chain_prune_global")
 ELEMENTWISE = ("chain_l1", "proximal_l1", "proximal_l1_mesh42")
 
 
@@ -221,3 +229,12 @@ def test_group_lasso_across_devices_reduces_and_is_correct(child):
   np.testing.assert_array_equal(np.all(w == 0, axis=0), zero_cols)
   # A column is either entirely zero or has no zero at all.
   assert np.all(np.any(ref == 0, axis=0) == zero_cols)
+
+
+def test_global_magnitude_pruning_across_devices_is_exact(child):
+  """Exactly round(0.6 * total) zeros over both leaves, same as one device."""
+  res = child["chain_prune_global"]
+  _assert_same_as_single_device(res)
+  flat = np.concatenate([np.ravel(np.asarray(v)) for v in
+                         res["params"].values()])
+  assert np.count_nonzero(flat == 0) == round(0.6 * flat.size)
