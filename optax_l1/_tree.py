@@ -57,8 +57,11 @@ def resolve_mask(fn: str, mask: MaskOrFn, params: optax.Params) -> Any:
   m = mask(params) if callable(mask) else mask
   try:
     full = jax.tree.map(
-        lambda b, sub: jax.tree.map(lambda p: _as_bool(fn, b) and p is not None,
-                                    sub, is_leaf=_is_none),
+        # A None in the mask stands for a None parameter (what a callable
+        # mask mapped over params returns there), as in optax.masked.
+        lambda b, sub: jax.tree.map(
+            lambda p: b is not None and _as_bool(fn, b) and p is not None,
+            sub, is_leaf=_is_none),
         m, params, is_leaf=_is_none)
   except ValueError as e:
     raise ValueError(

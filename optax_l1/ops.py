@@ -242,17 +242,25 @@ def group_lasso(z: ArrayLike, step: ArrayLike, lam: ArrayLike, axis: Axis,
   if scale_by_size:
     lam_g = lam_g * jnp.sqrt(jnp.asarray(_group_size(z.shape, axes), ct))
   step = jnp.asarray(step)
-  norm = jnp.sqrt(jnp.sum(zc * zc, axis=axes, keepdims=True))
+  # Work in units of each group's largest |z| so that squares cannot
+  # underflow (|z| < 1e-19 in float32) or overflow: the prox of
+  # lam ||.|| at z is a * (the prox of (lam / a) ||.|| at z / a). An all-zero,
+  # NaN or infinite group keeps a = 1 (and its NaN / inf propagate).
+  amax = jnp.max(jnp.abs(zc), axis=axes, keepdims=True)
+  a = jnp.where((amax > 0) & (amax < jnp.inf), amax, jnp.ones((), ct))
+  zs = zc / a
+  lam_s = lam_g / a
 
   if step.ndim == 0:
-    thr = step.astype(ct) * lam_g
+    norm = jnp.sqrt(jnp.sum(zs * zs, axis=axes, keepdims=True))
+    thr = step.astype(ct) * lam_s
     safe = jnp.where(norm > 0, norm, jnp.ones((), ct))
     # `<=` so that a NaN norm fails the test and the NaN propagates.
     factor = jnp.where(norm <= thr, jnp.zeros((), ct), 1 - thr / safe)
     return (zc * factor).astype(dtype)
 
   s = jnp.broadcast_to(step.astype(ct), z.shape)
-  return _group_prox_diagonal(zc, s, lam_g, axes).astype(dtype)
+  return (_group_prox_diagonal(zs, s, lam_s, axes) * a).astype(dtype)
 
 
 @functools.partial(jax.jit, static_argnames="axes")

@@ -69,7 +69,7 @@ def test_naive_chain_after_adam_misses_the_lasso():
 # test_threshold_is_lr_lam_times_numpy_preconditioner; without momentum it
 # converges too slowly on this problem for a test (a limit cycle of ~1e-4).
 @pytest.mark.parametrize("make,lr,steps", [(optax.adam, 0.01, 5000),
-                                           (optax.adagrad, 0.1, 5000)],
+                                           (optax.adagrad, 0.3, 5000)],
                          ids=["adam", "adagrad"])
 @pytest.mark.parametrize("alpha", [0.05, 0.2])
 def test_group_lasso_in_adaptive_metric_reaches_multitask_lasso(make, lr,
