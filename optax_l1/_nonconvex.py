@@ -118,7 +118,8 @@ def mcp(z: ArrayLike, step: ArrayLike, lam: ArrayLike,
   # Firm thresholding, written as z minus a correction so that s = 0 gives z
   # exactly: (w - s lam) / (1 - s / gamma) = w - s (gamma lam - w) / (gamma - s).
   denom = jnp.where(firm_case, gamma - s, jnp.ones((), ct))
-  middle = jnp.sign(zc) * (w - s * (gamma * lam - w) / denom)
+  # Clamped at 0: just above |z| = s lam round-off could flip the sign.
+  middle = jnp.sign(zc) * jnp.maximum(w - s * (gamma * lam - w) / denom, zero)
   firm = jnp.where(w <= s * lam, zero, jnp.where(w <= gamma * lam, middle, zc))
 
   # `<=` so that NaN fails the zeroing test and stays NaN.

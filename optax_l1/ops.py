@@ -246,7 +246,7 @@ def group_lasso(z: ArrayLike, step: ArrayLike, lam: ArrayLike, axis: Axis,
   # underflow (|z| < 1e-19 in float32) or overflow: the prox of
   # lam ||.|| at z is a * (the prox of (lam / a) ||.|| at z / a). An all-zero,
   # NaN or infinite group keeps a = 1 (and its NaN / inf propagate).
-  amax = jnp.max(jnp.abs(zc), axis=axes, keepdims=True)
+  amax = jnp.max(jnp.abs(zc), axis=axes, keepdims=True, initial=0)  # empty ok
   a = jnp.where((amax > 0) & (amax < jnp.inf), amax, jnp.ones((), ct))
   zs = zc / a
   lam_s = lam_g / a
@@ -280,9 +280,13 @@ def _group_prox_diagonal(zc: jax.Array, s: jax.Array, lam_g: jax.Array,
   zero_group = dnorm <= lam_g
 
   z2 = zc * zc
-  cmax = jnp.max(c, axis=axes, keepdims=True)
-  cmin = jnp.min(c, axis=axes, keepdims=True)
-  lo = jnp.maximum(norm - cmax, 0)
+  cmax = jnp.max(c, axis=axes, keepdims=True, initial=0)
+  cmin = jnp.min(c, axis=axes, keepdims=True, initial=jnp.inf)
+  # Each term of the secular sum is <= 1, so rho >= |z_i| - c_i for every i;
+  # this bound is what finds a root set by one pinned coordinate (c_i = 0).
+  lo = jnp.maximum(jnp.maximum(norm - cmax, 0),
+                   jnp.max(jnp.abs(zc) - c, axis=axes, keepdims=True,
+                           initial=0))
   hi = jnp.maximum(norm - cmin, 0)
   tiny = jnp.finfo(ct).tiny
 
