@@ -294,8 +294,11 @@ def _group_prox_diagonal(zc: jax.Array, s: jax.Array, lam_g: jax.Array,
     rho, lo, hi = carry
     d = rho + c
     d = jnp.where(d > 0, d, tiny)
-    h = jnp.sum(z2 / (d * d), axis=axes, keepdims=True)
-    dh = -2 * jnp.sum(z2 / (d * d * d), axis=axes, keepdims=True)
+    # A zero entry adds nothing (also where d underflows: no 0 / 0).
+    t2 = jnp.where(z2 > 0, z2 / (d * d), jnp.zeros((), ct))
+    h = jnp.sum(t2, axis=axes, keepdims=True)
+    dh = -2 * jnp.sum(jnp.where(z2 > 0, t2 / d, jnp.zeros((), ct)),
+                      axis=axes, keepdims=True)
     h = jnp.where(h > 0, h, tiny)
     q = jax.lax.rsqrt(h) - 1
     dq = -0.5 * dh * h ** (-1.5)  # > 0: q increases with rho
@@ -354,6 +357,9 @@ def l0(z: ArrayLike, step: ArrayLike, lam: ArrayLike) -> jax.Array:
     Array([ 0. ,  1.5, -2. ], dtype=float32)
   """
   z = jnp.asarray(z)
-  thr = 2 * _like(step, z) * _like(lam, z)
+  # Compared as |z| <= sqrt(2 step lam) in at least float32: z * z would
+  # underflow for tiny weights and zero them even at lam = 0.
+  ct = z.dtype if jnp.finfo(z.dtype).bits >= 32 else jnp.dtype(jnp.float32)
+  thr = jnp.sqrt(2 * jnp.asarray(step).astype(ct) * jnp.asarray(lam).astype(ct))
   # `<=` so that NaN fails the zeroing test and stays NaN.
-  return jnp.where(z * z <= thr, jnp.zeros((), z.dtype), z)
+  return jnp.where(jnp.abs(z).astype(ct) <= thr, jnp.zeros((), z.dtype), z)
