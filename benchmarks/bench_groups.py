@@ -1,0 +1,94 @@
+"""Group-lasso step cost vs group count at a fixed total size.
+
+Times one jitted, donated step of ``proximal(adam, prox_group_lasso(axis=1))``
+and ``chain(adam, prox_group_lasso(axis=1))`` on one float32 matrix of N
+parameters shaped ``(N / g, g)`` (``N / g`` groups of size ``g``), for several
+``g``, interleaved, and prints / saves the median ms per step and its ratio to
+the same step at the largest group size.
+
+  PYTHONPATH=. python benchmarks/bench_groups.py --n 4e6 --repeats 20
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import optax_l1
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--n", type=float, default=4e6)
+  ap.add_argument("--sizes", default="16,64,256,1024,4096")
+  ap.add_argument("--repeats", type=int, default=20)
+  ap.add_argument("--out", default=os.path.join(
+      os.path.dirname(os.path.abspath(__file__)), "results", "groups"))
+  args = ap.parse_args()
+  sizes = [int(s) for s in args.sizes.split(",")]
+  n = int(args.n) // max(sizes) * max(sizes)
+  lr, lam = 1e-3, 1.0
+  variants = {
+      "proximal": lambda: optax_l1.proximal(
+          optax.adam(lr), optax_l1.prox_group_lasso(lam, lr, axis=1)),
+      "chain": lambda: optax.chain(
+          optax.adam(lr), optax_l1.prox_group_lasso(lam, lr, axis=1)),
+  }
+  runs = {}
+  for g in sizes:
+    for name, make in variants.items():
+      opt = make()
+      p = jax.random.normal(jax.random.key(0), (n // g, g)) * 0.01
+      grad = jax.random.normal(jax.random.key(1), (n // g, g))
+      s = opt.init(p)
+
+      def step(p, s, grad, opt=opt):
+        u, s = opt.update(grad, s, p)
+        return optax.apply_updates(p, u), s
+      f = jax.jit(step, donate_argnums=(0, 1))
+      for _ in range(2):
+        p, s = f(p, s, grad)
+      jax.block_until_ready(p)
+      runs[(name, g)] = [f, p, s, grad, []]
+  for _ in range(args.repeats):
+    for key, r in runs.items():
+      f, p, s, grad, times = r
+      t = time.perf_counter()
+      p, s = f(p, s, grad)
+      jax.block_until_ready(p)
+      times.append(time.perf_counter() - t)
+      r[1], r[2] = p, s
+  rows = []
+  for name in variants:
+    base = statistics.median(runs[(name, max(sizes))][4])
+    for g in sizes:
+      med = statistics.median(runs[(name, g)][4])
+      rows.append({"variant": name, "group_size": g, "groups": n // g,
+                   "median_ms": 1e3 * med, "x_largest_groups": med / base})
+  lines = [f"N = {n}, {args.repeats} interleaved repeats, "
+           f"{platform.processor() or platform.machine()}, "
+           f"{os.cpu_count()} cores, jax {jax.__version__}", "",
+           "| variant | group size | groups | median ms | x (largest groups) |",
+           "|---|---:|---:|---:|---:|"]
+  lines += [f"| {r['variant']} | {r['group_size']} | {r['groups']} | "
+            f"{r['median_ms']:.2f} | {r['x_largest_groups']:.2f} |"
+            for r in rows]
+  text = "\n".join(lines)
+  print(text)
+  os.makedirs(os.path.dirname(args.out), exist_ok=True)
+  with open(args.out + ".md", "w") as fh:
+    fh.write(text + "\n\nCommand: `PYTHONPATH=. python benchmarks/bench_groups.py"
+             f" --n {args.n:g} --repeats {args.repeats}`\n")
+  with open(args.out + ".json", "w") as fh:
+    json.dump({"n": n, "rows": rows, "jax": jax.__version__,
+               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, fh, indent=1)
+
+
+if __name__ == "__main__":
+  main()
