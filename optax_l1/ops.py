@@ -317,7 +317,9 @@ def _group_prox_diagonal(zc: jax.Array, s: jax.Array, lam_g: jax.Array,
   rho, _, _ = jax.lax.fori_loop(0, GROUP_NEWTON_ITERS, newton,
                                 (rho0, lo, hi), unroll=True)
   denom = rho + c
-  x = zc * rho / jnp.where(denom > 0, denom, jnp.ones((), ct))
+  # rho / denom first: zc * rho can underflow where denom is tiny (a pinned
+  # coordinate, c = 0, denom = rho).
+  x = zc * (rho / jnp.where(denom > 0, denom, jnp.ones((), ct)))
   # `z * 0` keeps a NaN in a zeroed group visible.
   return jnp.where(zero_group, zc * 0, x)
 

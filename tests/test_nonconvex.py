@@ -390,10 +390,10 @@ def test_jit_matches_eager_and_reference(name):
     eager = np.asarray(fn(jnp.asarray(z), step, *hyper))
     compiled = np.asarray(jitted(jnp.asarray(z), jnp.asarray(step), *traced))
     np.testing.assert_array_equal(compiled == 0, eager == 0)
-    if jax.default_backend() == "cpu":  # bitwise equal there
-      np.testing.assert_array_equal(compiled, eager)
-    else:  # fusion may reorder the transcendental functions
-      np.testing.assert_allclose(compiled, eager, rtol=1e-6, atol=0)
+    # Not bitwise in general: under jit XLA may contract a multiply-add into
+    # an FMA or reorder the transcendental functions (test_properties'
+    # BITWISE lists the ops whose jit and eager results are bitwise equal).
+    np.testing.assert_allclose(compiled, eager, rtol=1e-6, atol=0)
     check(compiled, z, np.asarray(step, np.float32), pen)
 
 

@@ -102,10 +102,9 @@ NORMAL_VALUES = VALUES.map(
     lambda v: 0.0 if abs(v) < float(np.finfo(np.float32).tiny) else v)
 STEPS = st.one_of(st.just(0.0), st.floats(0, 4, width=32))
 LAMS = st.floats(0, 3, width=32)
-# A coordinate with step 0 and z 0 (adagrad's P = 0 on a weight that is 0)
-# can zero its whole group (BUG, pinned by
-# test_bug_group_lasso_zero_step_zero_entry_zeroes_group): where a drawn
-# per-coordinate step is 0, z is made nonzero (a pinned coordinate).
+# Per-coordinate steps include 0 (a pinned coordinate); where the drawn step
+# is 0, z is made nonzero, so a pinned zero entry is left to the regression
+# tests at the end (test_bug_group_lasso_zero_step_zero_entry_zeroes_group).
 PER_COORDINATE_STEPS = st.one_of(st.just(0.0), f32(1e-2, 4))
 
 
@@ -1020,3 +1019,14 @@ def test_bug_l0_zeroes_small_weights_at_lam_zero(dtype, value):
     np.testing.assert_array_equal(f64(ops.l0(z, step, lam)), zn)
   # A threshold well below z^2 keeps z, too.
   np.testing.assert_array_equal(f64(ops.l0(z, 1.0, value ** 2 / 100)), zn)
+
+
+def test_bug_group_lasso_pinned_tiny_entry_underflows():
+  # A pinned coordinate (step 0) keeps its value whatever it is; computing
+  # z * rho before dividing by rho + 0 underflowed 1e-20 * 1e-20 to 0.
+  z = np.float32([1.0, 1e-20, 1.0])
+  s = np.float32([1.0, 0.0, 1.0])
+  x = np.asarray(ops.group_lasso(jnp.asarray(z), jnp.asarray(s), 2.0, axis=0))
+  assert x[1] == z[1]
+  ref = group_prox_reference(z, s, 2.0)
+  np.testing.assert_allclose(x, ref, rtol=0, atol=1e-7)
