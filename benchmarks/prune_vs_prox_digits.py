@@ -41,11 +41,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import pathlib
-import platform
 import shlex
 import sys
 import time
@@ -57,6 +54,11 @@ import numpy as np
 import optax
 
 import optax_l1
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "examples")]
+import _common  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import _machine  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
 SIZES = (64, 256, 256, 10)
 LR = 1e-3
@@ -114,20 +116,6 @@ def parse(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 # ---------------------------------------------------------------------------
 # Data, model, training.
 # ---------------------------------------------------------------------------
-
-
-def load_data():
-  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
-  from sklearn.model_selection import train_test_split  # pylint: disable=g-import-not-at-top
-  X, y = load_digits(return_X_y=True)
-  X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.2,
-                                            random_state=0, stratify=y)
-  mean = X_tr.mean(axis=0)
-  std = X_tr.std(axis=0)
-  std = np.where(std > 0, std, 1.0)  # constant pixels (always 0) stay 0
-  f = lambda a: jnp.asarray((a - mean) / std, jnp.float32)
-  return f(X_tr), jnp.asarray(y_tr, jnp.int32), f(X_te), jnp.asarray(
-      y_te, jnp.int32)
 
 
 def init_params(seed: int) -> dict[str, Any]:
@@ -283,53 +271,6 @@ def make_optimizer(method: str, *, lam: Optional[float] = None,
 # ---------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.lower().startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
-
-
-def loadavg() -> Optional[str]:
-  try:
-    with open("/proc/loadavg") as f:
-      return f.read().strip()
-  except OSError:
-    return None
-
-
-def machine_info(command: str) -> dict:
-  import flax  # pylint: disable=g-import-not-at-top
-  import sklearn  # pylint: disable=g-import-not-at-top
-  try:
-    affinity = len(os.sched_getaffinity(0))
-  except AttributeError:
-    affinity = None
-  return {
-      "cpu_model": cpu_model(),
-      "cpu_count": os.cpu_count(),
-      "cpus_usable": affinity,
-      "platform": platform.platform(),
-      "python": platform.python_version(),
-      "jax": jax.__version__,
-      "optax": optax.__version__,
-      "optax_l1": optax_l1.__version__,
-      "flax": flax.__version__,
-      "numpy": np.__version__,
-      "sklearn": sklearn.__version__,
-      "backend": jax.default_backend(),
-      "devices": [str(d) for d in jax.devices()],
-      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-          timespec="seconds"),
-      "command": command,
-      "loadavg_start": loadavg(),
-  }
-
-
 def summarize(runs: list[dict]) -> dict:
   def stats(key):
     v = np.array([r[key] for r in runs], np.float64)
@@ -471,8 +412,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
   wall0 = time.perf_counter()
   command = "PYTHONPATH=. " + " ".join(
       shlex.quote(a) for a in [sys.executable] + sys.argv)
-  machine = machine_info(command)
-  data = load_data()
+  machine = _machine.machine_info(command)
+  data = _common.digits()
   n_train, n_test = int(data[0].shape[0]), int(data[2].shape[0])
   steps_per_epoch = n_train // BATCH
   sched = schedule(args.epochs, steps_per_epoch)
@@ -559,7 +500,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     r["summary"] = summarize(r["runs"])
 
   wall = time.perf_counter() - wall0
-  machine["loadavg_end"] = loadavg()
+  machine["loadavg_end"] = _machine.loadavg()
   meta = {"epochs": args.epochs, "seeds": args.seeds, "lams": args.lams,
           "schedule": sched, "steps_per_epoch": steps_per_epoch,
           "n_train": n_train, "n_test": n_test, "batch": BATCH, "lr": LR,

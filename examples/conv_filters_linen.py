@@ -35,17 +35,20 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any, Optional
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 import optax_l1
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _common  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
 FILTERS = (16, 32)
 POSITIONS = (64, 16)  # output positions of each conv (8x8, then 4x4)
@@ -67,40 +70,16 @@ class CNN(nn.Module):
     return nn.Dense(10)(x.reshape(x.shape[0], -1))
 
 
-def parse(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--epochs", type=int, default=None,
-                      help=f"epochs (default {EPOCHS}, {EPOCHS_QUICK} with "
-                      "--quick)")
+def options(parser: argparse.ArgumentParser) -> None:
+  """This example's flags beyond _common.parse's."""
   parser.add_argument("--lam", type=float, default=None,
                       help=f"group lasso strength per filter (default {LAM:g}, "
                       f"{LAM_QUICK:g} with --quick)")
-  parser.add_argument("--seed", type=int, default=0,
-                      help="init and shuffling seed (default %(default)s)")
-  parser.add_argument("--quick", action="store_true",
-                      help="a few epochs, for smoke tests")
-  parser.add_argument("--out", default="examples_out",
-                      help="folder for the PNG (default %(default)s)")
-  return parser.parse_args(None if argv is None else [str(a) for a in argv])
-
-
-def load_data():
-  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
-  from sklearn.model_selection import train_test_split  # pylint: disable=g-import-not-at-top
-  X, y = load_digits(return_X_y=True)
-  X = (X / 16.0).reshape(-1, 8, 8, 1)
-  X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.2,
-                                            random_state=0, stratify=y)
-  return (jnp.asarray(X_tr, jnp.float32), jnp.asarray(y_tr),
-          jnp.asarray(X_te, jnp.float32), jnp.asarray(y_te))
 
 
 def conv_kernels(params) -> dict[str, jax.Array]:
   """Conv kernels by path, e.g. ``params/Conv_0/kernel``."""
-  keep = optax_l1.mask_by_path(CONV_KERNELS)(params)
-  return {optax_l1.leaf_path(p): leaf for (p, leaf), m in zip(
-      jax.tree_util.tree_flatten_with_path(params)[0], jax.tree.leaves(keep))
-          if m}
+  return _common.leaves_by_path(params, CONV_KERNELS)
 
 
 def conv_macs(kernels: dict[str, np.ndarray], dense: bool) -> int:
@@ -125,53 +104,18 @@ def conv_macs(kernels: dict[str, np.ndarray], dense: bool) -> int:
 
 
 def train(optimizer, seed: int, epochs: int, data, desc: str) -> dict[str, Any]:
-  from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
-  X_tr, y_tr, X_te, y_te = data
   model = CNN()
-  params = model.init(jax.random.key(seed), X_tr[:1])
-
-  def loss_fn(params, x, labels):
-    logits = model.apply(params, x)
-    return optax.softmax_cross_entropy_with_integer_labels(logits,
-                                                           labels).mean()
-
-  @jax.jit
-  def epoch(params, opt_state, batches):
-    def step(carry, idx):
-      params, opt_state = carry
-      grads = jax.grad(loss_fn)(params, X_tr[idx], y_tr[idx])
-      updates, opt_state = optimizer.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), None
-    (params, opt_state), _ = jax.lax.scan(step, (params, opt_state), batches)
-    return params, opt_state
-
-  @jax.jit
-  def accuracy(params):
-    return jnp.mean(model.apply(params, X_te).argmax(-1) == y_te)
-
-  opt_state = optimizer.init(params)
-  rng = np.random.default_rng(seed)
-  n_batches = len(y_tr) // BATCH
-  acc, alive = [], []
-  start = time.perf_counter()
-  for _ in tqdm(range(epochs), desc=desc, leave=False, disable=None):
-    order = rng.permutation(len(y_tr))[:n_batches * BATCH]
-    params, opt_state = epoch(params, opt_state,
-                              order.reshape(n_batches, BATCH))
-    acc.append(float(accuracy(params)))
-    alive.append([len(optax_l1.surviving_filters(k))
-                  for k in conv_kernels(params).values()])
-  return {"params": params, "test_accuracy": acc[-1],
-          "accuracy_by_epoch": acc, "filters_by_epoch": alive,
-          "seconds": time.perf_counter() - start}
+  params = model.init(jax.random.key(seed), data[0][:1])
+  return _common.train(model.apply, params, optimizer, data, seed=seed,
+                       epochs=epochs, batch=BATCH, desc=desc, track={
+                           "filters_by_epoch": lambda p: [
+                               len(optax_l1.surviving_filters(k))
+                               for k in conv_kernels(p).values()]})
 
 
 def plot(results: dict[str, Any], path: pathlib.Path, lam: float) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   sparse, dense = results["sparse"], results["dense"]
-  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+  fig, axes = _common.subplots(1, 3, figsize=(15, 4))
   ep = np.arange(1, len(sparse["accuracy_by_epoch"]) + 1)
   alive = np.asarray(sparse["filters_by_epoch"])
   for i, n in enumerate(FILTERS):
@@ -205,20 +149,17 @@ def plot(results: dict[str, Any], path: pathlib.Path, lam: float) -> None:
     ax.grid(True, alpha=0.3)
   fig.suptitle(f"Digits CNN (Flax Linen), Adam lr {LR:g}: filter-level group "
                f"lasso (axis=(0, 1, 2)), lam {lam:g}", fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _common.save(fig, path)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
   """Runs the example; returns every number it prints."""
-  args = parse(argv)
-  epochs = args.epochs or (EPOCHS_QUICK if args.quick else EPOCHS)
+  args = _common.parse(argv, __doc__, EPOCHS, EPOCHS_QUICK, options)
+  epochs, out = args.epochs, args.out
   args.lam = args.lam or (LAM_QUICK if args.quick else LAM)
-  out = pathlib.Path(args.out)
-  out.mkdir(parents=True, exist_ok=True)
   start = time.perf_counter()
-  data = load_data()
+  X_tr, y_tr, X_te, y_te = _common.digits(standardize=False)
+  data = (X_tr.reshape(-1, 8, 8, 1), y_tr, X_te.reshape(-1, 8, 8, 1), y_te)
   print(f"digits 8x8: {len(data[1])} train / {len(data[3])} test; CNN "
         f"Conv{FILTERS[0]}-pool-Conv{FILTERS[1]}-Dense10 (Linen), Adam lr "
         f"{LR:g}, batch {BATCH}, {epochs} epochs, seed {args.seed}")

@@ -43,9 +43,9 @@ Training is full-batch (one epoch = one Adam step).
 
 from __future__ import annotations
 
-import argparse
 import functools
 import pathlib
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any, Optional
@@ -57,6 +57,9 @@ import optax
 from flax import nnx
 
 import optax_l1
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _common  # pylint: disable=g-import-not-at-top,g-bad-import-order
 
 HIDDEN = 64
 LR = 1e-2
@@ -70,35 +73,6 @@ PATIENCE = 3
 PATH = {"classification": (0.005, 0.5, 12), "regression": (0.01, 1.0, 12)}
 N_LAMS_QUICK = 8
 TOL = {"classification": 0.01, "regression": 0.01}
-
-
-class MLP(nnx.Module):
-  """n_in-64-64-n_out with ReLU; ``hidden1`` reads the inputs."""
-
-  def __init__(self, n_in: int, n_out: int, *, rngs: nnx.Rngs):
-    self.hidden1 = nnx.Linear(n_in, HIDDEN, rngs=rngs)
-    self.hidden2 = nnx.Linear(HIDDEN, HIDDEN, rngs=rngs)
-    self.out = nnx.Linear(HIDDEN, n_out, rngs=rngs)
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x = nnx.relu(self.hidden1(x))
-    x = nnx.relu(self.hidden2(x))
-    return self.out(x)
-
-
-def parse(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--epochs", type=int, default=None,
-                      help=f"full-batch steps per fit (default {EPOCHS}, "
-                      f"{EPOCHS_QUICK} with --quick)")
-  parser.add_argument("--seed", type=int, default=0,
-                      help="init seed (default %(default)s)")
-  parser.add_argument("--quick", action="store_true",
-                      help=f"{N_LAMS_QUICK} lams and fewer steps, for smoke "
-                      "tests")
-  parser.add_argument("--out", default="examples_out",
-                      help="folder for the PNGs (default %(default)s)")
-  return parser.parse_args(None if argv is None else [str(a) for a in argv])
 
 
 def make_problem(name: str) -> dict[str, Any]:
@@ -140,13 +114,13 @@ def make_opt(lam):
 def run(problem: dict[str, Any], epochs: int, n_lams: Optional[int],
         seed: int) -> dict[str, Any]:
   """Path, ranking, top-k refits and compaction for one problem."""
-  from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
   name = problem["name"]
   classify = name == "classification"
   X_tr, y_tr = problem["X_tr"], problem["y_tr"]
   X_va, y_va = problem["X_va"], problem["y_va"]
   n_in = X_tr.shape[1]
-  model = MLP(n_in, 2 if classify else 1, rngs=nnx.Rngs(seed))
+  model = _common.MLP(n_in, HIDDEN, 2 if classify else 1,
+                      rngs=nnx.Rngs(seed))
   graphdef, init_params, rest = nnx.split(model, nnx.Param, ...)
 
   def predict(params, x):
@@ -200,8 +174,7 @@ def run(problem: dict[str, Any], epochs: int, n_lams: Optional[int],
 
   # 2. Refit without the penalty on the top-k inputs, k = 1, 2, ...
   refit = []
-  for k in tqdm(range(1, n_in + 1), desc=f"{name}: top-k refits",
-                leave=False, disable=None):
+  for k in _common.progress(range(1, n_in + 1), f"{name}: top-k refits"):
     columns = np.zeros(n_in, np.float32)
     columns[ranking[:k]] = 1.0
     columns = jnp.asarray(columns)
@@ -215,14 +188,9 @@ def run(problem: dict[str, Any], epochs: int, n_lams: Optional[int],
 
   # 3. The sparsest model on the path, rebuilt on its surviving inputs.
   sparsest = path.params[-1]
-  layers = [(sparsest[n]["kernel"][...], sparsest[n]["bias"][...])
-            for n in ("hidden1", "hidden2", "out")]
-  small = optax_l1.compact_mlp(layers, jax.nn.relu)
-  h = X_va[:, small.inputs]
-  for i, (w, b) in enumerate(small.layers):
-    h = h @ jnp.asarray(w) + jnp.asarray(b)
-    h = jax.nn.relu(h) if i < len(small.layers) - 1 else h
-  small_out = h if classify else h[:, 0]
+  small = optax_l1.compact_mlp(_common.layers_of(sparsest), jax.nn.relu)
+  small_out = _common.mlp_apply(small.layers, X_va[:, small.inputs])
+  small_out = small_out if classify else small_out[:, 0]
   compact_diff = float(jnp.max(jnp.abs(predict(sparsest, X_va) - small_out)))
   k_inf = len(problem["informative"])
   return {
@@ -241,11 +209,13 @@ def run(problem: dict[str, Any], epochs: int, n_lams: Optional[int],
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
   """Runs both problems; returns every number it prints."""
-  args = parse(argv)
-  epochs = args.epochs or (EPOCHS_QUICK if args.quick else EPOCHS)
+  args = _common.parse(
+      argv, __doc__, EPOCHS, EPOCHS_QUICK,
+      epochs_help="full-batch steps per fit", seed_help="init seed",
+      quick_help=f"{N_LAMS_QUICK} lams and fewer steps, for smoke tests",
+      out_help="folder for the PNGs")
+  epochs, out = args.epochs, args.out
   n_lams = N_LAMS_QUICK if args.quick else None
-  out = pathlib.Path(args.out)
-  out.mkdir(parents=True, exist_ok=True)
   start = time.perf_counter()
   results, files = {}, []
   for name in ("classification", "regression"):
