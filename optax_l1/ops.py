@@ -57,6 +57,13 @@ __all__ = [
 # and 1e-13 after 6.
 GROUP_NEWTON_ITERS = 6
 
+# On a single CPU device the diagonal-metric group prox runs over blocks of
+# whole groups of about this many elements (256 KiB in float32), so that its
+# Newton passes stay in cache and it needs no full-size temporaries beyond
+# its two inputs. Elsewhere (GPU, TPU, several devices) it runs on the whole
+# array at once, which XLA fuses and partitions. See `_group_block_elements`.
+GROUP_BLOCK_ELEMENTS = 1 << 16
+
 
 def _like(value: ArrayLike, x: jax.Array) -> jax.Array:
   """`value` as an array of `x`'s dtype (explicit, so strict promotion holds)."""
@@ -242,50 +249,121 @@ def group_lasso(z: ArrayLike, step: ArrayLike, lam: ArrayLike, axis: Axis,
   if scale_by_size:
     lam_g = lam_g * jnp.sqrt(jnp.asarray(_group_size(z.shape, axes), ct))
   step = jnp.asarray(step)
-  # Work in units of each group's largest |z| so that squares cannot
-  # underflow (|z| < 1e-19 in float32) or overflow: the prox of
-  # lam ||.|| at z is a * (the prox of (lam / a) ||.|| at z / a). An all-zero,
-  # NaN or infinite group keeps a = 1 (and its NaN / inf propagate).
+  if step.ndim == 0:
+    return _group_prox_scalar(zc, step.astype(ct), lam_g, axes).astype(dtype)
+  s = jnp.broadcast_to(step.astype(ct), z.shape)
+  return _group_prox_diagonal(zc, s, lam_g, axes,
+                              _group_block_elements()).astype(dtype)
+
+
+def _group_scale(zc: jax.Array, axes: tuple[int, ...]) -> jax.Array:
+  """Each group's largest ``|z|`` (1 for an all-zero, NaN or inf group).
+
+  The group proxes work in these units so that squares cannot underflow
+  (``|z| < 1e-19`` in float32) or overflow: the prox of ``lam ||.||`` at
+  ``z`` is ``a`` times the prox of ``(lam / a) ||.||`` at ``z / a``. A NaN or
+  infinite group keeps ``a = 1``, so its NaN / inf propagate.
+  """
   amax = jnp.max(jnp.abs(zc), axis=axes, keepdims=True, initial=0)  # empty ok
-  a = jnp.where((amax > 0) & (amax < jnp.inf), amax, jnp.ones((), ct))
+  return jnp.where((amax > 0) & (amax < jnp.inf), amax,
+                   jnp.ones((), zc.dtype))
+
+
+def _group_prox_scalar(zc: jax.Array, step: jax.Array, lam_g: jax.Array,
+                       axes: tuple[int, ...]) -> jax.Array:
+  """Block soft threshold; see :func:`group_lasso`."""
+  ct = zc.dtype
+  a = _group_scale(zc, axes)
+  zs = zc / a
+  norm = jnp.sqrt(jnp.sum(zs * zs, axis=axes, keepdims=True))
+  thr = step * (lam_g / a)
+  safe = jnp.where(norm > 0, norm, jnp.ones((), ct))
+  # `<=` so that a NaN norm fails the test and the NaN propagates.
+  factor = jnp.where(norm <= thr, jnp.zeros((), ct), 1 - thr / safe)
+  return zc * factor
+
+
+def _group_block_elements() -> int:
+  """Block size for the diagonal group prox (0: the whole array at once).
+
+  Blocks pay off on XLA:CPU, which materializes every reduction's inputs (a
+  fresh full-size buffer per Newton pass, page-faulted in at every step).
+  The loop over blocks is sequential and slices its operands, which would
+  make an SPMD partitioner gather a sharded array, so it is used on a single
+  CPU device only.
+  """
+  if jax.default_backend() == "cpu" and jax.device_count() == 1:
+    return GROUP_BLOCK_ELEMENTS
+  return 0
+
+
+@functools.partial(jax.jit, static_argnames=("axes", "block"))
+def _group_prox_diagonal(zc: jax.Array, s: jax.Array, lam_g: jax.Array,
+                         axes: tuple[int, ...], block: int) -> jax.Array:
+  """Group prox in the metric ``diag(1/s)``; see :func:`group_lasso`.
+
+  With ``block > 0`` the groups are moved to the rows of a
+  ``(groups, group size)`` matrix and processed ``max(1, block // size)``
+  rows at a time in a loop that overwrites its input in place; the result
+  is the same computation row by row. Jitted so that eager calls compile
+  once per shape; under an outer jit it is inlined.
+  """
+  ndim = zc.ndim
+  size = _group_size(zc.shape, axes)
+  rows = max(1, block // size) if size else 0  # groups per block
+  if not block or not size or zc.size // size < 2 * rows:
+    return _group_prox_diagonal_core(zc, s, lam_g, axes)
+
+  groups = zc.size // size
+  rest = tuple(i for i in range(ndim) if i not in axes)
+  perm = rest + axes
+  zt = jnp.transpose(zc, perm).reshape(groups, size)
+  st = jnp.transpose(s, perm).reshape(groups, size)
+  core = functools.partial(_group_prox_diagonal_core, lam_g=lam_g, axes=(1,))
+  n_blocks = groups // rows
+
+  def body(i, out):
+    start = i * rows
+    zb = jax.lax.dynamic_slice_in_dim(out, start, rows)
+    sb = jax.lax.dynamic_slice_in_dim(st, start, rows)
+    return jax.lax.dynamic_update_slice_in_dim(out, core(zb, sb), start, 0)
+
+  out = jax.lax.fori_loop(0, n_blocks, body, zt)
+  tail = n_blocks * rows
+  if tail < groups:
+    out = out.at[tail:].set(core(zt[tail:], st[tail:]))
+  shape = tuple(zc.shape[i] for i in perm)
+  return jnp.transpose(out.reshape(shape), _inverse(perm))
+
+
+def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
+  inv = [0] * len(perm)
+  for i, p in enumerate(perm):
+    inv[p] = i
+  return tuple(inv)
+
+
+def _group_prox_diagonal_core(zc: jax.Array, s: jax.Array, lam_g: jax.Array,
+                              axes: tuple[int, ...]) -> jax.Array:
+  """The diagonal-metric group prox of every group of ``zc`` at once."""
+  ct = zc.dtype
+  a = _group_scale(zc, axes)
   zs = zc / a
   lam_s = lam_g / a
-
-  if step.ndim == 0:
-    norm = jnp.sqrt(jnp.sum(zs * zs, axis=axes, keepdims=True))
-    thr = step.astype(ct) * lam_s
-    safe = jnp.where(norm > 0, norm, jnp.ones((), ct))
-    # `<=` so that a NaN norm fails the test and the NaN propagates.
-    factor = jnp.where(norm <= thr, jnp.zeros((), ct), 1 - thr / safe)
-    return (zc * factor).astype(dtype)
-
-  s = jnp.broadcast_to(step.astype(ct), z.shape)
-  return (_group_prox_diagonal(zs, s, lam_s, axes) * a).astype(dtype)
-
-
-@functools.partial(jax.jit, static_argnames="axes")
-def _group_prox_diagonal(zc: jax.Array, s: jax.Array, lam_g: jax.Array,
-                         axes: tuple[int, ...]) -> jax.Array:
-  """Group prox in the metric diag(1/s); see :func:`group_lasso`.
-
-  Jitted so that eager calls compile once per shape; under an outer jit it is
-  inlined.
-  """
-  ct = zc.dtype
-  c = s * lam_g  # per-coordinate shrinkage, >= 0
-  norm = jnp.sqrt(jnp.sum(zc * zc, axis=axes, keepdims=True))
+  c = s * lam_s  # per-coordinate shrinkage, >= 0
+  z2 = zs * zs
+  norm = jnp.sqrt(jnp.sum(z2, axis=axes, keepdims=True))
   # ||D z|| with D = 1/s; a zero step pins its coordinate (infinite metric).
-  dz = jnp.where(zc == 0, jnp.zeros((), ct), zc / s)
+  dz = jnp.where(zs == 0, jnp.zeros((), ct), zs / s)
   dnorm = jnp.sqrt(jnp.sum(dz * dz, axis=axes, keepdims=True))
-  zero_group = dnorm <= lam_g
+  zero_group = dnorm <= lam_s
 
-  z2 = zc * zc
   cmax = jnp.max(c, axis=axes, keepdims=True, initial=0)
   cmin = jnp.min(c, axis=axes, keepdims=True, initial=jnp.inf)
   # Each term of the secular sum is <= 1, so rho >= |z_i| - c_i for every i;
   # this bound is what finds a root set by one pinned coordinate (c_i = 0).
   lo = jnp.maximum(jnp.maximum(norm - cmax, 0),
-                   jnp.max(jnp.abs(zc) - c, axis=axes, keepdims=True,
+                   jnp.max(jnp.abs(zs) - c, axis=axes, keepdims=True,
                            initial=0))
   hi = jnp.maximum(norm - cmin, 0)
   tiny = jnp.finfo(ct).tiny
@@ -293,12 +371,11 @@ def _group_prox_diagonal(zc: jax.Array, s: jax.Array, lam_g: jax.Array,
   def newton(_, carry):
     rho, lo, hi = carry
     d = rho + c
-    d = jnp.where(d > 0, d, tiny)
-    # A zero entry adds nothing (also where d underflows: no 0 / 0).
-    t2 = jnp.where(z2 > 0, z2 / (d * d), jnp.zeros((), ct))
+    r = 1 / jnp.where(d > 0, d, tiny)
+    # A zero entry adds nothing (also where r overflows: no 0 * inf).
+    t2 = jnp.where(z2 > 0, z2 * r * r, jnp.zeros((), ct))
     h = jnp.sum(t2, axis=axes, keepdims=True)
-    dh = -2 * jnp.sum(jnp.where(z2 > 0, t2 / d, jnp.zeros((), ct)),
-                      axis=axes, keepdims=True)
+    dh = -2 * jnp.sum(t2 * r, axis=axes, keepdims=True)
     h = jnp.where(h > 0, h, tiny)
     q = jax.lax.rsqrt(h) - 1
     dq = -0.5 * dh * h ** (-1.5)  # > 0: q increases with rho
@@ -317,8 +394,8 @@ def _group_prox_diagonal(zc: jax.Array, s: jax.Array, lam_g: jax.Array,
   rho, _, _ = jax.lax.fori_loop(0, GROUP_NEWTON_ITERS, newton,
                                 (rho0, lo, hi), unroll=True)
   denom = rho + c
-  # rho / denom first: zc * rho can underflow where denom is tiny (a pinned
-  # coordinate, c = 0, denom = rho).
+  # The ratio first (z * rho can underflow where denom is tiny), applied to
+  # the unscaled z: a pinned coordinate (c = 0) keeps its value exactly.
   x = zc * (rho / jnp.where(denom > 0, denom, jnp.ones((), ct)))
   # `z * 0` keeps a NaN in a zeroed group visible.
   return jnp.where(zero_group, zc * 0, x)
