@@ -58,11 +58,11 @@ __all__ = [
 GROUP_NEWTON_ITERS = 6
 
 # On a single CPU device the diagonal-metric group prox runs over blocks of
-# whole groups of about this many elements (256 KiB in float32), so that its
+# whole groups of about this many elements (1 MiB in float32), so that its
 # Newton passes stay in cache and it needs no full-size temporaries beyond
 # its two inputs. Elsewhere (GPU, TPU, several devices) it runs on the whole
 # array at once, which XLA fuses and partitions. See `_group_block_elements`.
-GROUP_BLOCK_ELEMENTS = 1 << 16
+GROUP_BLOCK_ELEMENTS = 1 << 18
 
 
 def _like(value: ArrayLike, x: jax.Array) -> jax.Array:
