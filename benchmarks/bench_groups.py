@@ -3,8 +3,8 @@
 Times one jitted, donated step of ``proximal(adam, prox_group_lasso(axis=1))``
 and ``chain(adam, prox_group_lasso(axis=1))`` on one float32 matrix of N
 parameters shaped ``(N / g, g)`` (``N / g`` groups of size ``g``), for several
-``g``, interleaved, and prints / saves the median ms per step and its ratio to
-the same step at the largest group size.
+``g``, interleaved with plain ``optax.adam``, and prints / saves the median ms
+per step, its ratio to the same step at the largest group size and to adam.
 
   PYTHONPATH=. python benchmarks/bench_groups.py --n 4e6 --repeats 20
 """
@@ -12,7 +12,6 @@ the same step at the largest group size.
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -21,6 +20,7 @@ import jax.numpy as jnp
 import optax
 
 import optax_l1
+from _machine import machine_info  # benchmarks/_machine.py
 
 
 def main():
@@ -35,6 +35,7 @@ def main():
   n = int(args.n) // max(sizes) * max(sizes)
   lr, lam = 1e-3, 1.0
   variants = {
+      "adam": lambda: optax.adam(lr),
       "proximal": lambda: optax_l1.proximal(
           optax.adam(lr), optax_l1.prox_group_lasso(lam, lr, axis=1)),
       "chain": lambda: optax.chain(
@@ -69,25 +70,28 @@ def main():
     base = statistics.median(runs[(name, max(sizes))][4])
     for g in sizes:
       med = statistics.median(runs[(name, g)][4])
+      adam = statistics.median(runs[("adam", g)][4])
       rows.append({"variant": name, "group_size": g, "groups": n // g,
-                   "median_ms": 1e3 * med, "x_largest_groups": med / base})
-  lines = [f"N = {n}, {args.repeats} interleaved repeats, "
-           f"{platform.processor() or platform.machine()}, "
-           f"{os.cpu_count()} cores, jax {jax.__version__}", "",
-           "| variant | group size | groups | median ms | x (largest groups) |",
-           "|---|---:|---:|---:|---:|"]
+                   "median_ms": 1e3 * med, "x_largest_groups": med / base,
+                   "x_adam": med / adam})
+  command = ("PYTHONPATH=. python benchmarks/bench_groups.py "
+             f"--n {args.n:g} --sizes {args.sizes} --repeats {args.repeats}")
+  info = machine_info(command)
+  lines = [f"N = {n}, {args.repeats} interleaved repeats, {info['cpu_model']}"
+           f", {info['cpu_count']} cores, jax {info['jax']}", "",
+           "| variant | group size | groups | median ms | x (largest groups) "
+           "| x adam |", "|---|---:|---:|---:|---:|---:|"]
   lines += [f"| {r['variant']} | {r['group_size']} | {r['groups']} | "
-            f"{r['median_ms']:.2f} | {r['x_largest_groups']:.2f} |"
+            f"{r['median_ms']:.2f} | {r['x_largest_groups']:.2f} | "
+            f"{r['x_adam']:.2f} |"
             for r in rows]
   text = "\n".join(lines)
   print(text)
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   with open(args.out + ".md", "w") as fh:
-    fh.write(text + "\n\nCommand: `PYTHONPATH=. python benchmarks/bench_groups.py"
-             f" --n {args.n:g} --repeats {args.repeats}`\n")
+    fh.write(f"{text}\n\nCommand: `{command}`\n")
   with open(args.out + ".json", "w") as fh:
-    json.dump({"n": n, "rows": rows, "jax": jax.__version__,
-               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, fh, indent=1)
+    json.dump({"n": n, "rows": rows, "machine": info}, fh, indent=1)
 
 
 if __name__ == "__main__":

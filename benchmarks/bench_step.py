@@ -52,10 +52,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
-import datetime
 import inspect
 import json
-import platform
 import re
 import resource
 import shlex
@@ -70,6 +68,7 @@ import numpy as np
 import optax
 
 import optax_l1
+from _machine import loadavg, machine_info  # benchmarks/_machine.py
 
 COLS = 1024
 BYTES_PER_PARAM_ADAM = 28  # fp32: read p, g, m, v; write p, m, v
@@ -216,61 +215,6 @@ def linfit(xs, ys):
   ss_tot = float(np.sum((ys - ys.mean()) ** 2))
   r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
   return float(a), float(b), r2
-
-
-def cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
-
-
-def machine_info(command: str) -> dict:
-  info = {
-      "platform": platform.platform(),
-      "python": platform.python_version(),
-      "cpu_model": cpu_model(),
-      "cpu_count": os.cpu_count(),
-      "jax": jax.__version__,
-      "jaxlib": getattr(jax.lib, "__version__", None) or _jaxlib_version(),
-      "optax": optax.__version__,
-      "optax_l1": optax_l1.__version__,
-      "backend": jax.default_backend(),
-      "devices": [str(d) for d in jax.devices()],
-      "device_kind": jax.devices()[0].device_kind,
-      "xla_flags": os.environ.get("XLA_FLAGS", ""),
-      "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-          timespec="seconds"),
-      "command": command,
-      "loadavg_start": _loadavg(),
-  }
-  try:
-    with open("/proc/meminfo") as f:
-      info["mem_total"] = f.readline().split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return info
-
-
-def _loadavg():
-  try:
-    with open("/proc/loadavg") as f:
-      return f.read().strip()
-  except OSError:
-    return None
-
-
-def _jaxlib_version():
-  try:
-    import jaxlib  # pylint: disable=g-import-not-at-top
-    return jaxlib.__version__
-  except Exception:  # pylint: disable=broad-except
-    return None
 
 
 def bench_size(n: int, variants: dict, repeats: int, log) -> dict:
@@ -474,7 +418,7 @@ def main(argv=None):
     fit[name] = {"slope_ns_per_param": a * 1e6, "intercept_ms": b, "r2": r2,
                  "points": len(pts)}
 
-  info["loadavg_end"] = _loadavg()
+  info["loadavg_end"] = loadavg()
   report = {"machine": info, "repeats": args.repeats, "lr": LR, "lam": LAM,
             "magnitude_prune": mp_note, "torch": torch_note,
             "sizes": sizes, "fit": fit}

@@ -218,7 +218,10 @@ def group_lasso(z: ArrayLike, step: ArrayLike, lam: ArrayLike, axis: Axis,
   in ``rho`` when ``s`` is constant on the group) with
   :data:`GROUP_NEWTON_ITERS` bracketed Newton steps from
   ``||z_g|| - sum z_i^2 s_i lam_g / ||z_g||^2`` (exact for a constant metric),
-  in at least float32.
+  in at least float32. On a single CPU device, an array that holds at least
+  two blocks of whole groups of about ``GROUP_BLOCK_ELEMENTS`` entries is
+  processed one block at a time, so that the Newton passes run in cache; the
+  arithmetic per group is the same.
 
   Args:
     z: input array.
@@ -320,18 +323,22 @@ def _group_prox_diagonal(zc: jax.Array, s: jax.Array, lam_g: jax.Array,
   zt = jnp.transpose(zc, perm).reshape(groups, size)
   st = jnp.transpose(s, perm).reshape(groups, size)
   core = functools.partial(_group_prox_diagonal_core, lam_g=lam_g, axes=(1,))
-  n_blocks = groups // rows
+  # The last block is shifted back to end at the last group; the groups it
+  # shares with the block before (done already) keep their values. (A tail
+  # computed after the loop, or padding, made XLA keep full-size copies of
+  # the inputs alive.)
+  n_blocks = -(-groups // rows)
+  row = jnp.arange(rows)[:, None]
 
   def body(i, out):
-    start = i * rows
+    start = jnp.minimum(i * rows, groups - rows)
     zb = jax.lax.dynamic_slice_in_dim(out, start, rows)
     sb = jax.lax.dynamic_slice_in_dim(st, start, rows)
-    return jax.lax.dynamic_update_slice_in_dim(out, core(zb, sb), start, 0)
+    new = jnp.where(start + row >= i * rows, core(zb, sb), zb)
+    return jax.lax.dynamic_update_slice_in_dim(out, new, start, 0)
 
+  # zt is overwritten in place, block by block.
   out = jax.lax.fori_loop(0, n_blocks, body, zt)
-  tail = n_blocks * rows
-  if tail < groups:
-    out = out.at[tail:].set(core(zt[tail:], st[tail:]))
   shape = tuple(zc.shape[i] for i in perm)
   return jnp.transpose(out.reshape(shape), _inverse(perm))
 

@@ -118,34 +118,37 @@ def test_group_lasso_diagonal_metric_in_blocks(axis):
                              atol=1e-6 * np.abs(z).max())
 
 
-@pytest.mark.parametrize("block", [1, 7, 40, 1000])
+@pytest.mark.parametrize("block", [1, 70, 175, 1000])
 def test_group_lasso_block_schedule_is_the_same_prox(block):
-  """Every block size (one group per block, a tail, one block) gives the
-  whole-array result, over non-trailing group axes, with zero groups, a
-  pinned coordinate, a NaN group and an infinite entry."""
+  """Every block size (1, 2 or 5 groups of 35 per block: 13 groups fill no
+  whole number of blocks; or all at once) gives the whole-array result, over
+  non-trailing group axes, with zero groups, a pinned coordinate, a NaN
+  group and an infinite entry."""
   rng = np.random.default_rng(4)
-  z = rng.normal(size=(5, 6, 7))
+  z = rng.normal(size=(5, 13, 7))
   s = 10.0 ** rng.uniform(-1, 0.5, size=z.shape)
-  z[1] *= 0.01  # small groups: zeroed
+  z[:, 1::3, :] *= 0.02  # groups 1, 4, 7, 10: zeroed
   s[2, 3, 4] = 0.0  # pinned coordinate
   z[3, 0, :] = np.nan
   z[4, 5, 0] = np.inf
   zc, sc = jnp.asarray(z, jnp.float32), jnp.asarray(s, jnp.float32)
   lam = jnp.float32(1.5)
-  axes = (0, 2)  # groups: the 6 slices z[:, j, :] of 35 entries
+  axes = (0, 2)  # groups: the 13 slices z[:, j, :] of 35 entries
   whole = np.asarray(ops._group_prox_diagonal(zc, sc, lam, axes, 0))
   blocks = np.asarray(ops._group_prox_diagonal(zc, sc, lam, axes, block))
   np.testing.assert_array_equal(np.isnan(blocks), np.isnan(whole))
   np.testing.assert_array_equal(blocks == 0, whole == 0)
+  np.testing.assert_array_equal(~blocks.any(axis=(0, 2)),
+                                np.isin(np.arange(13), [1, 4, 7, 10]))
   np.testing.assert_allclose(blocks, whole, rtol=2e-6, atol=0)
   # And the common value is the prox: the groups without NaN / inf against
   # float64 NumPy; the pinned coordinate keeps its value.
   assert blocks[2, 3, 4] == np.float32(z[2, 3, 4])
-  g = np.transpose(np.float32(z), (1, 0, 2)).reshape(6, 35)
-  gs = np.transpose(np.float32(s), (1, 0, 2)).reshape(6, 35)
-  ok = [j for j in range(6) if j not in (0, 3, 5)]  # NaN, pinned, inf
+  g = np.transpose(np.float32(z), (1, 0, 2)).reshape(13, 35)
+  gs = np.transpose(np.float32(s), (1, 0, 2)).reshape(13, 35)
+  ok = [j for j in range(13) if j not in (0, 3, 5)]  # NaN, pinned, inf
   want = _group_prox_rows(g[ok], gs[ok], 1.5)
-  got = np.transpose(blocks, (1, 0, 2)).reshape(6, 35)[ok]
+  got = np.transpose(blocks, (1, 0, 2)).reshape(13, 35)[ok]
   np.testing.assert_allclose(got, want, rtol=1e-5,
                              atol=1e-6 * np.abs(g[ok]).max())
 
