@@ -678,8 +678,24 @@ def keep_zeros(mask: MaskOrFn = None) -> PruneTransformation:
   """
   fn = "keep_zeros"
 
+  def check(params, full_mask):
+    _check_float_leaves(fn, params, full_mask)
+
+  def leaf(u, p):
+    return jnp.where(p == 0, jnp.zeros((), u.dtype), u)
+
+  return _stateless_prune(fn, mask, check, leaf)
+
+
+def _stateless_prune(fn: str, mask: MaskOrFn, check: Any,
+                     leaf: Any) -> PruneTransformation:
+  """A stateless prune transform: ``leaf(u, p) -> u`` on every masked leaf.
+
+  ``check(params, full_mask)`` validates the params at ``init`` and at every
+  ``update``; unmasked and None leaves pass through.
+  """
   def init_fn(params):
-    _check_float_leaves(fn, params, resolve_mask(fn, mask, params))
+    check(params, resolve_mask(fn, mask, params))
     return optax.EmptyState()
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -687,14 +703,14 @@ def keep_zeros(mask: MaskOrFn = None) -> PruneTransformation:
     if params is None:
       raise _params_required(fn)
     full_mask = resolve_mask(fn, mask, params)
-    _check_float_leaves(fn, params, full_mask)
+    check(params, full_mask)
 
-    def leaf(u, p, m):
-      if u is None or p is None or not m:
+    def one(u, p, keep):
+      if u is None or p is None or not keep:
         return u
-      return jnp.where(p == 0, jnp.zeros((), u.dtype), u)
+      return leaf(u, p)
 
-    return jax.tree.map(leaf, updates, params, full_mask,
+    return jax.tree.map(one, updates, params, full_mask,
                         is_leaf=_is_none), state
 
   return PruneTransformation(init_fn, update_fn)
@@ -862,25 +878,8 @@ def nm_prune(
         _nm_axis(fn, axis, m, tuple(np.shape(p)), where)
     jax.tree.map_with_path(one, params, full_mask, is_leaf=_is_none)
 
-  def init_fn(params):
-    check(params, resolve_mask(fn, mask, params))
-    return optax.EmptyState()
+  def leaf(u, p):
+    z = _plain_point(p, u)
+    return _drop(u, p, _nm_keep(z, n, m, axis % z.ndim))
 
-  def update_fn(updates, state, params=None, **extra_args):
-    del extra_args
-    if params is None:
-      raise _params_required(fn)
-    full_mask = resolve_mask(fn, mask, params)
-    check(params, full_mask)
-
-    def leaf(u, p, keep):
-      if u is None or p is None or not keep:
-        return u
-      z = _plain_point(p, u)
-      ax = axis % z.ndim
-      return _drop(u, p, _nm_keep(z, n, m, ax))
-
-    return jax.tree.map(leaf, updates, params, full_mask,
-                        is_leaf=_is_none), state
-
-  return PruneTransformation(init_fn, update_fn)
+  return _stateless_prune(fn, mask, check, leaf)

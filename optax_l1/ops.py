@@ -322,7 +322,8 @@ def _group_prox_diagonal(zc: jax.Array, s: jax.Array, lam_g: jax.Array,
   perm = rest + axes
   zt = jnp.transpose(zc, perm).reshape(groups, size)
   st = jnp.transpose(s, perm).reshape(groups, size)
-  core = functools.partial(_group_prox_diagonal_core, lam_g=lam_g, axes=(1,))
+  core = functools.partial(_group_prox_diagonal_core, lam_g=lam_g, axes=(1,),
+                           matvec_sums=True)
   # The last block is shifted back to end at the last group; the groups it
   # shares with the block before (done already) keep their values. (A tail
   # computed after the loop, or padding, made XLA keep full-size copies of
@@ -351,18 +352,29 @@ def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _group_prox_diagonal_core(zc: jax.Array, s: jax.Array, lam_g: jax.Array,
-                              axes: tuple[int, ...]) -> jax.Array:
-  """The diagonal-metric group prox of every group of ``zc`` at once."""
+                              axes: tuple[int, ...],
+                              matvec_sums: bool = False) -> jax.Array:
+  """The diagonal-metric group prox of every group of ``zc`` at once.
+
+  ``matvec_sums``: for a ``(groups, size)`` block (``axes=(1,)``), take the
+  group sums as a product with a vector of ones (float32 or better), which
+  XLA:CPU runs 2-3x faster than a row reduction.
+  """
   ct = zc.dtype
+  if matvec_sums:
+    ones = jnp.ones((zc.shape[1], 1), ct)
+    gsum = lambda x: jnp.matmul(x, ones, precision=jax.lax.Precision.HIGHEST)
+  else:
+    gsum = lambda x: jnp.sum(x, axis=axes, keepdims=True)
   a = _group_scale(zc, axes)
   zs = zc / a
   lam_s = lam_g / a
   c = s * lam_s  # per-coordinate shrinkage, >= 0
   z2 = zs * zs
-  norm = jnp.sqrt(jnp.sum(z2, axis=axes, keepdims=True))
+  norm = jnp.sqrt(gsum(z2))
   # ||D z|| with D = 1/s; a zero step pins its coordinate (infinite metric).
   dz = jnp.where(zs == 0, jnp.zeros((), ct), zs / s)
-  dnorm = jnp.sqrt(jnp.sum(dz * dz, axis=axes, keepdims=True))
+  dnorm = jnp.sqrt(gsum(dz * dz))
   zero_group = dnorm <= lam_s
 
   cmax = jnp.max(c, axis=axes, keepdims=True, initial=0)
@@ -381,8 +393,8 @@ def _group_prox_diagonal_core(zc: jax.Array, s: jax.Array, lam_g: jax.Array,
     r = 1 / jnp.where(d > 0, d, tiny)
     # A zero entry adds nothing (also where r overflows: no 0 * inf).
     t2 = jnp.where(z2 > 0, z2 * r * r, jnp.zeros((), ct))
-    h = jnp.sum(t2, axis=axes, keepdims=True)
-    dh = -2 * jnp.sum(t2 * r, axis=axes, keepdims=True)
+    h = gsum(t2)
+    dh = -2 * gsum(t2 * r)
     h = jnp.where(h > 0, h, tiny)
     q = jax.lax.rsqrt(h) - 1
     dq = -0.5 * dh * h ** (-1.5)  # > 0: q increases with rho
@@ -394,8 +406,8 @@ def _group_prox_diagonal_core(zc: jax.Array, s: jax.Array, lam_g: jax.Array,
     return rho, lo, hi
 
   # Start from the root for the metric's z^2-weighted mean on the group.
-  z2sum = jnp.sum(z2, axis=axes, keepdims=True)
-  cbar = jnp.sum(z2 * c, axis=axes, keepdims=True) / jnp.where(
+  z2sum = gsum(z2)
+  cbar = gsum(z2 * c) / jnp.where(
       z2sum > 0, z2sum, jnp.ones((), ct))
   rho0 = jnp.clip(norm - cbar, lo, hi)
   rho, _, _ = jax.lax.fori_loop(0, GROUP_NEWTON_ITERS, newton,
