@@ -12,6 +12,7 @@ per step, its ratio to the same step at the largest group size and to adam.
 import argparse
 import json
 import os
+import random
 import statistics
 import time
 
@@ -57,8 +58,11 @@ def main():
         p, s = f(p, s, grad)
       jax.block_until_ready(p)
       runs[(name, g)] = [f, p, s, grad, []]
-  for _ in range(args.repeats):
-    for key, r in runs.items():
+  keys = list(runs)
+  for rep in range(args.repeats):
+    random.Random(rep).shuffle(keys)  # no fixed predecessor (see bench_step)
+    for key in keys:
+      r = runs[key]
       f, p, s, grad, times = r
       t = time.perf_counter()
       p, s = f(p, s, grad)

@@ -19,7 +19,7 @@ Variants (all with ``optax.adam(lr)`` as the optimizer):
   (the mask recomputed at every step), when
   ``from optax_l1._masks import magnitude_prune`` works (it is optional).
 
-The variants are interleaved (round-robin, order rotated each round) after a
+The variants are interleaved (every round in a fresh random order) after a
 warm-up (compile + 2 steps each); every step ends in ``block_until_ready``.
 Reported per variant and size: median (and IQR, min) ms per step; the ratio to
 plain adam as a ratio of medians and as the median of same-round ratios
@@ -54,6 +54,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse
 import inspect
 import json
+import random
 import re
 import resource
 import shlex
@@ -262,8 +263,11 @@ def bench_size(n: int, variants: dict, repeats: int, log) -> dict:
 
   order = list(variants) + t_names
   for r in range(repeats):
-    k = r % len(order)
-    for name in order[k:] + order[:k]:  # rotate to spread position bias
+    # A fresh random order every round: a step that follows one which
+    # faulted in and freed large temporaries runs slower (measured: +30%),
+    # so no variant may keep the same predecessor (as a rotation would).
+    random.Random(r).shuffle(order)
+    for name in order:
       entry = live[name]
       f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
       if callable(entry):
