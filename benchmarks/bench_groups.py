@@ -1,8 +1,10 @@
 """Group-lasso step cost vs group count at a fixed total size.
 
-Times one jitted, donated step of ``proximal(adam, prox_group_lasso(axis=1))``
-and ``chain(adam, prox_group_lasso(axis=1))`` on one float32 matrix of N
-parameters shaped ``(N / g, g)`` (``N / g`` groups of size ``g``), for several
+Times one jitted, donated step of ``proximal(adam, prox_group_lasso(axis))``
+and ``chain(adam, prox_group_lasso(axis))`` on one float32 matrix of N
+parameters with ``N / g`` groups of size ``g``: rows of a ``(N / g, g)``
+matrix (``--axis 1``, the default) or columns of a ``(g, N / g)`` one
+(``--axis 0``), for several
 ``g``, interleaved with plain ``optax.adam``, and prints / saves the median ms
 per step, its ratio to the same step at the largest group size and to adam.
 
@@ -29,6 +31,8 @@ def main():
   ap.add_argument("--n", type=float, default=4e6)
   ap.add_argument("--sizes", default="16,64,256,1024,4096")
   ap.add_argument("--repeats", type=int, default=20)
+  ap.add_argument("--axis", type=int, choices=(0, 1), default=1,
+                  help="1: groups are rows; 0: groups are columns")
   ap.add_argument("--out", default=os.path.join(
       os.path.dirname(os.path.abspath(__file__)), "results", "groups"))
   args = ap.parse_args()
@@ -38,16 +42,17 @@ def main():
   variants = {
       "adam": lambda: optax.adam(lr),
       "proximal": lambda: optax_l1.proximal(
-          optax.adam(lr), optax_l1.prox_group_lasso(lam, lr, axis=1)),
+          optax.adam(lr), optax_l1.prox_group_lasso(lam, lr, axis=args.axis)),
       "chain": lambda: optax.chain(
-          optax.adam(lr), optax_l1.prox_group_lasso(lam, lr, axis=1)),
+          optax.adam(lr), optax_l1.prox_group_lasso(lam, lr, axis=args.axis)),
   }
   runs = {}
   for g in sizes:
     for name, make in variants.items():
       opt = make()
-      p = jax.random.normal(jax.random.key(0), (n // g, g)) * 0.01
-      grad = jax.random.normal(jax.random.key(1), (n // g, g))
+      shape = (n // g, g) if args.axis == 1 else (g, n // g)
+      p = jax.random.normal(jax.random.key(0), shape) * 0.01
+      grad = jax.random.normal(jax.random.key(1), shape)
       s = opt.init(p)
 
       def step(p, s, grad, opt=opt):
@@ -79,9 +84,11 @@ def main():
                    "median_ms": 1e3 * med, "x_largest_groups": med / base,
                    "x_adam": med / adam})
   command = ("PYTHONPATH=. python benchmarks/bench_groups.py "
-             f"--n {args.n:g} --sizes {args.sizes} --repeats {args.repeats}")
+             f"--n {args.n:g} --sizes {args.sizes} --repeats {args.repeats} "
+             f"--axis {args.axis}")
   info = machine_info(command)
-  lines = [f"N = {n}, {args.repeats} interleaved repeats, {info['cpu_model']}"
+  lines = [f"N = {n}, groups along axis {args.axis}, {args.repeats} interleaved "
+           f"repeats, {info['cpu_model']}"
            f", {info['cpu_count']} cores, jax {info['jax']}", "",
            "| variant | group size | groups | median ms | x (largest groups) "
            "| x adam |", "|---|---:|---:|---:|---:|---:|"]
@@ -95,7 +102,8 @@ def main():
   with open(args.out + ".md", "w") as fh:
     fh.write(f"{text}\n\nCommand: `{command}`\n")
   with open(args.out + ".json", "w") as fh:
-    json.dump({"n": n, "rows": rows, "machine": info}, fh, indent=1)
+    json.dump({"n": n, "axis": args.axis, "rows": rows, "machine": info}, fh,
+              indent=1)
 
 
 if __name__ == "__main__":

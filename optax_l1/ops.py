@@ -57,11 +57,13 @@ __all__ = [
 # and 1e-13 after 6.
 GROUP_NEWTON_ITERS = 6
 
-# On a single CPU device the diagonal-metric group prox runs over blocks of
+# On a single CPU device the diagonal-metric group prox runs over slabs of
 # whole groups of about this many elements (1 MiB in float32), so that its
 # Newton passes stay in cache and it needs no full-size temporaries beyond
-# its two inputs. Elsewhere (GPU, TPU, several devices) it runs on the whole
-# array at once, which XLA fuses and partitions. See `_group_block_elements`.
+# its two inputs (tests/test_compiled.py). Elsewhere (GPU, TPU, several
+# devices) it runs on the whole array at once, which XLA fuses and
+# partitions. See `_group_block_elements`. 2^18 was the fastest of 2^14 ..
+# 2^20 at 1e7 parameters on the 2-core development machine.
 GROUP_BLOCK_ELEMENTS = 1 << 18
 
 
@@ -218,10 +220,11 @@ def group_lasso(z: ArrayLike, step: ArrayLike, lam: ArrayLike, axis: Axis,
   in ``rho`` when ``s`` is constant on the group) with
   :data:`GROUP_NEWTON_ITERS` bracketed Newton steps from
   ``||z_g|| - sum z_i^2 s_i lam_g / ||z_g||^2`` (exact for a constant metric),
-  in at least float32. On a single CPU device, an array that holds at least
-  two blocks of whole groups of about ``GROUP_BLOCK_ELEMENTS`` entries is
-  processed one block at a time, so that the Newton passes run in cache; the
-  arithmetic per group is the same.
+  in at least float32. On a single CPU device, an array of at least two
+  slabs of about ``GROUP_BLOCK_ELEMENTS`` entries (cut along its longest
+  non-group axis, so each holds whole groups) is processed one slab at a
+  time, so that the Newton passes run in cache; the arithmetic per group is
+  the same.
 
   Args:
     z: input array.
@@ -241,6 +244,13 @@ def group_lasso(z: ArrayLike, step: ArrayLike, lam: ArrayLike, axis: Axis,
     Array([[2.4, 3.2],
            [0. , 0. ]], dtype=float32)
   """
+  return _group_lasso(z, step, lam, axis, scale_by_size, None)
+
+
+def _group_lasso(z: ArrayLike, step: ArrayLike, lam: ArrayLike, axis: Axis,
+                 scale_by_size: bool, l1: ArrayLike | None) -> jax.Array:
+  """Group prox of the soft-thresholded point (no soft threshold if ``l1``
+  is None); see :func:`group_lasso` and :func:`sparse_group_lasso`."""
   z = jnp.asarray(z)
   axes = normalize_axis(axis, z.ndim)
   dtype = z.dtype
@@ -251,11 +261,17 @@ def group_lasso(z: ArrayLike, step: ArrayLike, lam: ArrayLike, axis: Axis,
   lam_g = jnp.asarray(lam).astype(ct)
   if scale_by_size:
     lam_g = lam_g * jnp.sqrt(jnp.asarray(_group_size(z.shape, axes), ct))
+  l1 = None if l1 is None else jnp.asarray(l1).astype(ct)
   step = jnp.asarray(step)
   if step.ndim == 0:
-    return _group_prox_scalar(zc, step.astype(ct), lam_g, axes).astype(dtype)
+    step = step.astype(ct)
+    if l1 is not None:
+      zc = soft_threshold(zc, step * l1)
+    return _group_prox_scalar(zc, step, lam_g, axes).astype(dtype)
   s = jnp.broadcast_to(step.astype(ct), z.shape)
-  return _group_prox_diagonal(zc, s, lam_g, axes,
+  # The soft threshold goes inside, slab by slab: `s` then stays the only
+  # full-size operand of the slab loop besides `zc`.
+  return _group_prox_diagonal(zc, s, lam_g, l1, axes,
                               _group_block_elements()).astype(dtype)
 
 
@@ -287,11 +303,11 @@ def _group_prox_scalar(zc: jax.Array, step: jax.Array, lam_g: jax.Array,
 
 
 def _group_block_elements() -> int:
-  """Block size for the diagonal group prox (0: the whole array at once).
+  """Slab size for the diagonal group prox (0: the whole array at once).
 
   Blocks pay off on XLA:CPU, which materializes every reduction's inputs (a
   fresh full-size buffer per Newton pass, page-faulted in at every step).
-  The loop over blocks is sequential and slices its operands, which would
+  The loop over slabs is sequential and slices its operands, which would
   make an SPMD partitioner gather a sharded array, so it is used on a single
   CPU device only.
   """
@@ -302,70 +318,66 @@ def _group_block_elements() -> int:
 
 @functools.partial(jax.jit, static_argnames=("axes", "block"))
 def _group_prox_diagonal(zc: jax.Array, s: jax.Array, lam_g: jax.Array,
-                         axes: tuple[int, ...], block: int) -> jax.Array:
+                         l1: jax.Array | None, axes: tuple[int, ...],
+                         block: int) -> jax.Array:
   """Group prox in the metric ``diag(1/s)``; see :func:`group_lasso`.
 
-  With ``block > 0`` the groups are moved to the rows of a
-  ``(groups, group size)`` matrix and processed ``max(1, block // size)``
-  rows at a time in a loop that overwrites its input in place; the result
-  is the same computation row by row. Jitted so that eager calls compile
-  once per shape; under an outer jit it is inlined.
+  With ``block > 0`` the array is cut along its longest non-group axis into
+  slabs of about ``block`` entries (whole groups, in place, no transpose),
+  processed one at a time in a loop that overwrites its input; the result
+  is the same computation group by group. Jitted so that eager calls
+  compile once per shape; under an outer jit it is inlined.
   """
-  ndim = zc.ndim
   size = _group_size(zc.shape, axes)
-  rows = max(1, block // size) if size else 0  # groups per block
-  if not block or not size or zc.size // size < 2 * rows:
-    return _group_prox_diagonal_core(zc, s, lam_g, axes)
+  rest = [i for i in range(zc.ndim) if i not in axes]
+  if not block or not size or not rest:
+    return _group_prox_diagonal_core(zc, s, lam_g, l1, axes)
+  ax = max(rest, key=lambda i: zc.shape[i])  # the axis cut into slabs
+  n = zc.shape[ax]
+  width = max(1, block // (zc.size // n))  # slab width along `ax`
+  if n < 2 * width:
+    return _group_prox_diagonal_core(zc, s, lam_g, l1, axes)
 
-  groups = zc.size // size
-  rest = tuple(i for i in range(ndim) if i not in axes)
-  perm = rest + axes
-  zt = jnp.transpose(zc, perm).reshape(groups, size)
-  st = jnp.transpose(s, perm).reshape(groups, size)
-  core = functools.partial(_group_prox_diagonal_core, lam_g=lam_g, axes=(1,),
-                           matvec_sums=True)
-  # The last block is shifted back to end at the last group; the groups it
-  # shares with the block before (done already) keep their values. (A tail
+  core = functools.partial(_group_prox_diagonal_core, lam_g=lam_g, l1=l1,
+                           axes=axes, dot_sums=True)
+  # The last slab is shifted back to end at the array's end; the groups it
+  # shares with the slab before (done already) keep their values. (A tail
   # computed after the loop, or padding, made XLA keep full-size copies of
   # the inputs alive.)
-  n_blocks = -(-groups // rows)
-  row = jnp.arange(rows)[:, None]
+  shape = [1] * zc.ndim
+  shape[ax] = width
+  pos = jax.lax.broadcasted_iota(jnp.int32, shape, ax)
 
   def body(i, out):
-    start = jnp.minimum(i * rows, groups - rows)
-    zb = jax.lax.dynamic_slice_in_dim(out, start, rows)
-    sb = jax.lax.dynamic_slice_in_dim(st, start, rows)
-    new = jnp.where(start + row >= i * rows, core(zb, sb), zb)
-    return jax.lax.dynamic_update_slice_in_dim(out, new, start, 0)
+    start = jnp.minimum(i * width, n - width)
+    zb = jax.lax.dynamic_slice_in_dim(out, start, width, ax)
+    sb = jax.lax.dynamic_slice_in_dim(s, start, width, ax)
+    new = jnp.where(start + pos >= i * width, core(zb, sb), zb)
+    return jax.lax.dynamic_update_slice_in_dim(out, new, start, ax)
 
-  # zt is overwritten in place, block by block.
-  out = jax.lax.fori_loop(0, n_blocks, body, zt)
-  shape = tuple(zc.shape[i] for i in perm)
-  return jnp.transpose(out.reshape(shape), _inverse(perm))
-
-
-def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
-  inv = [0] * len(perm)
-  for i, p in enumerate(perm):
-    inv[p] = i
-  return tuple(inv)
+  # zc is overwritten in place, slab by slab.
+  return jax.lax.fori_loop(0, -(-n // width), body, zc)
 
 
 def _group_prox_diagonal_core(zc: jax.Array, s: jax.Array, lam_g: jax.Array,
-                              axes: tuple[int, ...],
-                              matvec_sums: bool = False) -> jax.Array:
-  """The diagonal-metric group prox of every group of ``zc`` at once.
+                              l1: jax.Array | None, axes: tuple[int, ...],
+                              dot_sums: bool = False) -> jax.Array:
+  """The diagonal-metric group prox of every group of ``zc`` at once (of its
+  soft threshold by ``s * l1`` unless ``l1`` is None).
 
-  ``matvec_sums``: for a ``(groups, size)`` block (``axes=(1,)``), take the
-  group sums as a product with a vector of ones (float32 or better), which
-  XLA:CPU runs 2-3x faster than a row reduction.
+  ``dot_sums``: take the group sums as a contraction with ones (float32 or
+  better), which XLA:CPU runs 2-3x faster than a reduction over short rows.
   """
   ct = zc.dtype
-  if matvec_sums:
-    ones = jnp.ones((zc.shape[1], 1), ct)
-    gsum = lambda x: jnp.matmul(x, ones, precision=jax.lax.Precision.HIGHEST)
+  if dot_sums:
+    ones = jnp.ones(tuple(zc.shape[i] for i in axes), ct)
+    contract = ((axes, tuple(range(len(axes)))), ((), ()))
+    gsum = lambda x: jnp.expand_dims(jax.lax.dot_general(
+        x, ones, contract, precision=jax.lax.Precision.HIGHEST), axes)
   else:
     gsum = lambda x: jnp.sum(x, axis=axes, keepdims=True)
+  if l1 is not None:
+    zc = soft_threshold(zc, s * l1)
   a = _group_scale(zc, axes)
   zs = zc / a
   lam_s = lam_g / a
@@ -435,10 +447,7 @@ def sparse_group_lasso(z: ArrayLike, step: ArrayLike, l1: ArrayLike,
     >>> ops.sparse_group_lasso(jnp.array([[4.0, 0.5]]), 1.0, l1=1.0, lam=0.5, axis=1)
     Array([[2.5, 0. ]], dtype=float32)
   """
-  return group_lasso(l1_op(z, step, l1), step, lam, axis, scale_by_size)
-
-
-l1_op = l1
+  return _group_lasso(z, step, lam, axis, scale_by_size, l1)
 
 
 def l0(z: ArrayLike, step: ArrayLike, lam: ArrayLike) -> jax.Array:

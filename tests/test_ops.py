@@ -94,23 +94,35 @@ def _group_prox_rows(z, s, lam):
   return np.where(zero, 0.0, z * rho / (rho + c))
 
 
-@pytest.mark.parametrize("axis", [1, 0])
-def test_group_lasso_diagonal_metric_in_blocks(axis):
-  """Above GROUP_BLOCK_ELEMENTS the CPU runs the groups in blocks, with a
-  remainder block: every group still matches the float64 reference."""
+@pytest.mark.parametrize("axis, l1", [(1, None), (0, None), (1, 1.0),
+                                      (0, 1.0)])
+def test_group_lasso_diagonal_metric_in_blocks(axis, l1):
+  """Above GROUP_BLOCK_ELEMENTS the CPU runs the groups in slabs, the last
+  one shifted back: every group still matches the float64 reference, for
+  the group lasso and (``l1``) the sparse group lasso, the group prox of
+  the soft-thresholded point."""
   assert ops._group_block_elements() == ops.GROUP_BLOCK_ELEMENTS > 0
   rng = np.random.default_rng(3)
   z = np.float32(rng.normal(size=(1100, 512)) * 0.05)
   s = np.float32(10.0 ** rng.uniform(-3, -1, size=z.shape))
   assert z.size > 2 * ops.GROUP_BLOCK_ELEMENTS
-  # Half the groups are zeroed (||z_g / s_g|| <= lam), in every block.
-  lam = float(np.median(np.linalg.norm(np.float64(z) / s, axis=axis)))
-  got = np.asarray(ops.group_lasso(z, s, lam, axis=axis), np.float64)
+  zt = np.float64(z)
+  if l1 is not None:
+    zt = np.sign(zt) * np.maximum(np.abs(zt) - np.float64(s) * l1, 0)
+    assert 0.2 < (zt == 0).mean() < 0.8
+  # Half the groups are zeroed (||zt_g / s_g|| <= lam), in every slab.
+  lam = float(np.median(np.linalg.norm(zt / s, axis=axis)))
+  if l1 is None:
+    got = ops.group_lasso(z, s, lam, axis=axis)
+  else:
+    got = ops.sparse_group_lasso(z, s, l1, lam, axis=axis)
+  got = np.asarray(got, np.float64)
   t = (lambda a: a) if axis == 1 else np.transpose
-  want = t(_group_prox_rows(t(z), t(s), lam))
+  want = t(_group_prox_rows(t(zt), t(s), lam))
   zero = ~want.any(axis=axis)
   assert 0.4 < zero.mean() < 0.6
   np.testing.assert_array_equal(~got.any(axis=axis), zero)
+  np.testing.assert_array_equal(got == 0, want == 0)
   # float32 round-off: relative to the group's size near the zeroing
   # threshold, where x is small (the same algorithm in float64 is within
   # 2e-13 of the reference).
@@ -134,8 +146,9 @@ def test_group_lasso_block_schedule_is_the_same_prox(block):
   zc, sc = jnp.asarray(z, jnp.float32), jnp.asarray(s, jnp.float32)
   lam = jnp.float32(1.5)
   axes = (0, 2)  # groups: the 13 slices z[:, j, :] of 35 entries
-  whole = np.asarray(ops._group_prox_diagonal(zc, sc, lam, axes, 0))
-  blocks = np.asarray(ops._group_prox_diagonal(zc, sc, lam, axes, block))
+  whole = np.asarray(ops._group_prox_diagonal(zc, sc, lam, None, axes, 0))
+  blocks = np.asarray(ops._group_prox_diagonal(zc, sc, lam, None, axes,
+                                                  block))
   np.testing.assert_array_equal(np.isnan(blocks), np.isnan(whole))
   np.testing.assert_array_equal(blocks == 0, whole == 0)
   np.testing.assert_array_equal(~blocks.any(axis=(0, 2)),
