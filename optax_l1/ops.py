@@ -57,10 +57,10 @@ __all__ = [
 # and 1e-13 after 6.
 GROUP_NEWTON_ITERS = 6
 
-# On a single CPU device the diagonal-metric group prox runs over slabs of
-# whole groups of about this many elements (1 MiB in float32), so that its
-# Newton passes stay in cache and it needs no full-size temporaries beyond
-# its two inputs (tests/test_compiled.py). Elsewhere (GPU, TPU, several
+# On a single CPU device the group proxes run over slabs of whole groups of
+# about this many elements (1 MiB in float32), so that the diagonal-metric
+# Newton passes stay in cache and need no full-size temporaries beyond their
+# two inputs (tests/test_compiled.py). Elsewhere (GPU, TPU, several
 # devices) it runs on the whole array at once, which XLA fuses and
 # partitions. See `_group_block_elements`. 2^18 was the fastest of 2^14 ..
 # 2^20 at 1e7 parameters on the 2-core development machine.
@@ -220,11 +220,11 @@ def group_lasso(z: ArrayLike, step: ArrayLike, lam: ArrayLike, axis: Axis,
   in ``rho`` when ``s`` is constant on the group) with
   :data:`GROUP_NEWTON_ITERS` bracketed Newton steps from
   ``||z_g|| - sum z_i^2 s_i lam_g / ||z_g||^2`` (exact for a constant metric),
-  in at least float32. On a single CPU device, an array of at least two
-  slabs of about ``GROUP_BLOCK_ELEMENTS`` entries (cut along its longest
-  non-group axis, so each holds whole groups) is processed one slab at a
-  time, so that the Newton passes run in cache; the arithmetic per group is
-  the same.
+  in at least float32. On a single CPU device (either step), an array of
+  at least two slabs of about ``GROUP_BLOCK_ELEMENTS`` entries (cut along
+  its longest non-group axis, so each holds whole groups) is processed one
+  slab at a time, so that the Newton passes run in cache; the arithmetic per
+  group is the same.
 
   Args:
     z: input array.
@@ -261,8 +261,11 @@ def _group_lasso(z: ArrayLike, step: ArrayLike, lam: ArrayLike, axis: Axis,
   lam_g = jnp.asarray(lam).astype(ct)
   if scale_by_size:
     lam_g = lam_g * jnp.sqrt(jnp.asarray(_group_size(z.shape, axes), ct))
-  l1 = None if l1 is None else jnp.asarray(l1).astype(ct)
   step = jnp.asarray(step)
+  if l1 is not None:
+    l1 = jnp.asarray(l1).astype(ct)
+    if l1.ndim:  # per-coordinate: threshold up front (the slabs take scalars)
+      zc, l1 = soft_threshold(zc, step.astype(ct) * l1), None
   if step.ndim == 0:
     return _group_prox_scalar(zc, step.astype(ct), lam_g, l1, axes,
                               _group_block_elements()).astype(dtype)
@@ -321,10 +324,11 @@ def _group_sum(axes: tuple[int, ...], shape: tuple[int, ...], ct: Any,
 
 
 def _group_block_elements() -> int:
-  """Slab size for the diagonal group prox (0: the whole array at once).
+  """Slab size for the group proxes (0: the whole array at once).
 
-  Blocks pay off on XLA:CPU, which materializes every reduction's inputs (a
-  fresh full-size buffer per Newton pass, page-faulted in at every step).
+  Slabs pay off on XLA:CPU, which materializes every reduction's inputs (a
+  fresh full-size buffer per Newton pass, page-faulted in at every step)
+  and runs reductions over short rows or columns slowly.
   The loop over slabs is sequential and slices its operands, which would
   make an SPMD partitioner gather a sharded array, so it is used on a single
   CPU device only.
@@ -394,8 +398,7 @@ def _group_prox_diagonal_core(zc: jax.Array, s: jax.Array, lam_g: jax.Array,
   """The diagonal-metric group prox of every group of ``zc`` at once (of its
   soft threshold by ``s * l1`` unless ``l1`` is None).
 
-  ``dot_sums``: take the group sums as a contraction with ones (float32 or
-  better), which XLA:CPU runs 2-3x faster than a reduction over short rows.
+  ``dot_sums``: group sums as contractions with ones (see `_group_sum`).
   """
   ct = zc.dtype
   gsum = _group_sum(axes, zc.shape, ct, dot_sums)

@@ -130,6 +130,23 @@ def test_group_lasso_diagonal_metric_in_blocks(axis, l1):
                              atol=1e-6 * np.abs(z).max())
 
 
+def test_sparse_group_lasso_per_coordinate_l1_in_slabs():
+  """A per-coordinate ``l1`` (an array) is the group prox of the weighted
+  soft threshold (Simon et al. 2013), also where the slabs run: against
+  float64 NumPy."""
+  rng = np.random.default_rng(5)
+  z = np.float32(rng.normal(size=(1100, 512)) * 0.05)
+  s = np.float32(10.0 ** rng.uniform(-3, -1, size=z.shape))
+  w = np.float32(rng.uniform(0, 2, size=z.shape))
+  zt = np.sign(np.float64(z)) * np.maximum(np.abs(np.float64(z)) - s * w, 0)
+  lam = float(np.median(np.linalg.norm(zt / s, axis=1)))
+  got = np.asarray(ops.sparse_group_lasso(z, s, w, lam, axis=1), np.float64)
+  want = _group_prox_rows(zt, s, lam)
+  np.testing.assert_array_equal(got == 0, want == 0)
+  np.testing.assert_allclose(got, want, rtol=1e-5,
+                             atol=1e-6 * np.abs(z).max())
+
+
 @pytest.mark.parametrize("block", [1, 70, 175, 1000])
 def test_group_lasso_block_schedule_is_the_same_prox(block):
   """Every block size (1, 2 or 5 groups of 35 per block: 13 groups fill no
