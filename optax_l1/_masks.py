@@ -283,8 +283,13 @@ def _plain_point(p: jax.Array, u: jax.Array) -> jax.Array:
 
 
 def _drop(u: jax.Array, p: jax.Array, keep: jax.Array) -> jax.Array:
-  """``u`` where kept, ``-p`` elsewhere (``p + (-p)`` is exactly ``0``)."""
-  return jnp.where(keep, u, jnp.negative(p).astype(u.dtype)).astype(u.dtype)
+  """``u`` where kept, ``-p`` elsewhere (``p + (-p)`` is exactly ``0``).
+
+  ``0 * u`` is added where dropped so that a NaN or inf update stays visible
+  (as a NaN) instead of disappearing with the weight.
+  """
+  dropped = jnp.negative(p).astype(u.dtype) + u * jnp.zeros((), u.dtype)
+  return jnp.where(keep, u, dropped).astype(u.dtype)
 
 
 # ---------------------------------------------------------------------------
@@ -346,7 +351,8 @@ def magnitude_prune(
   are removed: the smallest magnitudes, and among equal magnitudes the lower
   flat index first (under ``"global"``, the earlier leaf in
   ``jax.tree.leaves(params)`` order first). NaN ranks above ``inf``, so a NaN
-  weight is never pruned and propagates. Since the weights pruned so far come
+  weight is never pruned and propagates; a NaN or inf update of a pruned
+  weight gives a NaN update there, so it is not hidden by the pruning. Since the weights pruned so far come
   first, the pruned set only grows while ``s_t`` grows (as in Zhu & Gupta);
   should the count ever drop (a mask edited by hand, a state restored under a
   different schedule), the pruned weights of highest flat index are the ones
@@ -655,7 +661,9 @@ def keep_zeros(mask: MaskOrFn = None) -> PruneTransformation:
   proximal step, by :func:`magnitude_prune` or :func:`nm_prune` (the N:M
   pattern then stays fixed), or loaded from a pruned checkpoint, without
   letting removed weights grow back. A NaN weight is not zero, so NaN
-  propagates; a NaN update of a zero weight is discarded.
+  propagates; a NaN or inf update of a zero weight gives a NaN update (the
+  returned update is ``0 * u`` there), so ``optax.apply_if_finite`` and your
+  own checks still see it.
 
   Args:
     mask: which leaves to hold, as in ``optax.masked``. Unmasked leaves take
@@ -682,7 +690,8 @@ def keep_zeros(mask: MaskOrFn = None) -> PruneTransformation:
     _check_float_leaves(fn, params, full_mask)
 
   def leaf(u, p):
-    return jnp.where(p == 0, jnp.zeros((), u.dtype), u)
+    # `u * 0`: a NaN or inf update of a zero weight stays visible (NaN).
+    return jnp.where(p == 0, u * jnp.zeros((), u.dtype), u)
 
   return _stateless_prune(fn, mask, check, leaf)
 

@@ -16,18 +16,23 @@ included: ``p + (0 - p)`` is exactly ``0`` in IEEE arithmetic). With
 ``optax.sgd(lr)`` before it and ``learning_rate=lr`` this is ISTA, the
 proximal gradient method for ``f + R`` (Beck & Teboulle 2009).
 
-Inside :func:`optax_l1.proximal` the same transformations receive a
-per-coordinate ``preconditioner`` read from the optimizer's state and take the
-prox in that metric instead (``step = learning_rate * preconditioner``).
+Inside :func:`optax_l1.proximal` the same transformations receive the
+per-coordinate step that the optimizer applies (its learning rate times its
+metric, read from its links and state) and take the prox in that metric
+instead; their own ``learning_rate`` is then optional.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+import contextlib
+import contextvars
+import functools
 from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from optax_l1 import _validation as val
@@ -50,10 +55,10 @@ class ProxTransformation(optax.GradientTransformationExtraArgs):
   """An ``optax`` transformation that ends in a proximal step.
 
   It is an ordinary ``GradientTransformationExtraArgs`` (``init``/``update``),
-  so it chains with anything. Its ``update`` also accepts a keyword
-  ``preconditioner``: a pytree like ``params`` of per-coordinate step
-  multipliers (or scalars), which :func:`optax_l1.proximal` passes so that the
-  prox is taken in the optimizer's metric. Users never pass it by hand.
+  so it chains with anything. Its ``update`` also accepts a keyword ``step``:
+  a pytree like ``params`` of per-coordinate steps (or scalars), which
+  :func:`optax_l1.proximal` passes so that the prox is taken in the
+  optimizer's metric. Users never pass it by hand.
   """
 
 
@@ -67,18 +72,47 @@ class PruneTransformation(ProxTransformation):
   """
 
 
+_INSIDE_PROXIMAL = contextvars.ContextVar("optax_l1_inside_proximal",
+                                          default=False)
+
+
+@contextlib.contextmanager
+def inside_proximal():
+  """Marks ``init`` calls made by :func:`optax_l1.proximal` (which supplies
+  the step, so a prox needs no ``learning_rate`` of its own)."""
+  token = _INSIDE_PROXIMAL.set(True)
+  try:
+    yield
+  finally:
+    _INSIDE_PROXIMAL.reset(token)
+
+
 def _evaluate(value: ScalarOrSchedule, count: Optional[jax.Array]) -> Any:
   return value(count) if callable(value) else value
+
+
+# Run-time constraints of hyperparameters (a schedule or an injected value is
+# only known then): name -> test that must hold.
+_NONNEGATIVE = lambda v: v >= 0  # pylint: disable=unnecessary-lambda-assignment
+
+
+def _run_time_ok(value: Any, test: Callable[[jax.Array], jax.Array]) -> Any:
+  """``test`` on a JAX value (a schedule's or an injected one), as a traced
+  bool; ``None`` for a Python or NumPy constant (checked at construction)."""
+  if value is None or isinstance(value, (int, float, np.ndarray, np.generic)):
+    return None
+  return jnp.all(test(jnp.asarray(value)))
 
 
 def _prox_transformation(
     fn: str,
     leaf_prox: Callable[..., jax.Array],
-    learning_rate: ScalarOrSchedule,
+    learning_rate: Optional[ScalarOrSchedule],
     hyperparams: dict[str, ScalarOrSchedule],
     mask: MaskOrFn,
     per_leaf: Optional[Any] = None,
     check_leaf: Optional[Callable[[str, jax.Array], None]] = None,
+    constraints: Optional[dict[str, Callable[[jax.Array], jax.Array]]] = None,
 ) -> ProxTransformation:
   """Builds a proximal transformation from a per-leaf operator.
 
@@ -86,15 +120,22 @@ def _prox_transformation(
     fn: public factory name, used in error messages.
     leaf_prox: ``leaf_prox(z, step, extra, **hyperparams) -> x`` on one leaf;
       ``extra`` is the leaf's entry of ``per_leaf`` (or ``None``).
-    learning_rate: float or schedule.
-    hyperparams: penalty hyperparameters, floats or schedules.
+    learning_rate: float or schedule, or ``None`` (then the step must come
+      from :func:`optax_l1.proximal`).
+    hyperparams: penalty hyperparameters, floats, arrays or schedules.
     mask: which leaves the prox acts on (``optax.masked`` convention).
     per_leaf: optional pytree (a prefix of params) of per-leaf extras, such as
       L1 weights.
     check_leaf: optional ``check_leaf(path, leaf)`` run on each masked leaf
       when shapes are known (``init`` and ``update``); raises on bad input.
+    constraints: ``name -> test`` for hyperparameters; a scheduled or
+      injected value that fails its test at run time makes the update NaN
+      (constants are checked at construction). Default: every one ``>= 0``.
   """
-  val.check_positive(fn, "learning_rate", learning_rate)
+  if learning_rate is not None:
+    val.check_positive(fn, "learning_rate", learning_rate)
+  if constraints is None:
+    constraints = {k: _NONNEGATIVE for k in hyperparams}
   scheduled = callable(learning_rate) or any(
       callable(v) for v in hyperparams.values())
 
@@ -113,59 +154,98 @@ def _prox_transformation(
             f"{jax.tree.structure(params)}.") from e
     return full_mask, extras
 
-  def check(params, full_mask):
-    def one(path, p, m):
+  def check_shapes(where, p, hp, extra):
+    """Array hyperparameters must broadcast to the leaf, keeping its shape."""
+    named = list(hp.items()) + ([("weights", extra)] if extra is not None
+                                else [])
+    for name, v in named:
+      shape = tuple(np.shape(v))
+      if not shape:
+        continue
+      try:
+        out = np.broadcast_shapes(shape, tuple(np.shape(p)))
+      except ValueError:
+        out = None
+      if out != tuple(np.shape(p)):
+        raise ValueError(
+            f"`{fn}({name}=...)` of shape {shape} does not broadcast to the "
+            f"parameter at {where} of shape {tuple(np.shape(p))} without "
+            "changing its shape.")
+
+  def check(params, full_mask, extras, hp):
+    def one(path, p, m, extra):
       if m and p is not None:
         where = path_str(path)
         val.check_float_leaf(fn, where, p)
         if check_leaf is not None:
           check_leaf(where, p)
-    jax.tree.map_with_path(one, params, full_mask,
+        check_shapes(where, p, hp, extra)
+    jax.tree.map_with_path(one, params, full_mask, extras,
                            is_leaf=lambda x: x is None)
 
   def init_fn(params):
-    full_mask, _ = masked_leaves(params)
-    check(params, full_mask)
+    if learning_rate is None and not _INSIDE_PROXIMAL.get():
+      raise ValueError(
+          f"`{fn}` has no learning_rate. In optax.chain(opt, {fn}(...)) it "
+          "cannot see opt's learning rate: pass the same one, "
+          f"{fn}(..., learning_rate=lr), or use optax_l1.proximal(opt, "
+          f"{fn}(...)), which reads it from opt.")
+    full_mask, extras = masked_leaves(params)
+    hp0 = {k: _evaluate(v, jnp.zeros([], jnp.int32))
+           for k, v in hyperparams.items()}
+    check(params, full_mask, extras, hp0)
     if scheduled:
       return ProxState(count=jnp.zeros([], jnp.int32))
     return optax.EmptyState()
 
-  def update_fn(updates, state, params=None, *, preconditioner=None,
-                **extra_args):
+  def update_fn(updates, state, params=None, *, step=None, **extra_args):
     del extra_args
     if params is None:
       raise ValueError(f"`{fn}` computes new parameters: pass `params` to "
                        "`update(updates, state, params)`.")
     full_mask, extras = masked_leaves(params)
-    check(params, full_mask)
     count = state.count if scheduled else None
-    lr = _evaluate(learning_rate, count)
     hp = {k: _evaluate(v, count) for k, v in hyperparams.items()}
-    if preconditioner is None:
-      preconditioner = jax.tree.map(lambda _: None, params)
+    check(params, full_mask, extras, hp)
+    if step is None:
+      if learning_rate is None:
+        raise ValueError(
+            f"`{fn}` has no learning_rate: pass learning_rate=... (the "
+            "optimizer's), or use it inside optax_l1.proximal(opt, ...).")
+      lr = _evaluate(learning_rate, count)
+      step = jax.tree.map(lambda p: None if p is None else lr, params,
+                          is_leaf=lambda x: x is None)
+      tests = [_run_time_ok(lr, _NONNEGATIVE)]
+    else:
+      tests = []
+    tests += [_run_time_ok(hp[k], t) for k, t in constraints.items()]
+    tests = [t for t in tests if t is not None]
+    ok = functools.reduce(jnp.logical_and, tests) if tests else None
 
-    def leaf(u, p, m, extra, pre):
+    def leaf(u, p, m, extra, st):
       if u is None or not m:
         return u
       # Same arithmetic as optax.apply_updates, so `z` is the point the
       # unregularized step would have reached.
       z = jnp.asarray(p + u).astype(p.dtype)
-      step = lr if pre is None else lr * pre
-      x = leaf_prox(z, step, extra, **hp)
+      x = leaf_prox(z, st, extra, **hp)
+      if ok is not None:  # a hyperparameter out of range: a visible NaN
+        x = jnp.where(ok, x, jnp.full((), jnp.nan, x.dtype))
       return (x - p).astype(u.dtype)
 
     new_updates = jax.tree.map(leaf, updates, params, full_mask, extras,
-                               preconditioner, is_leaf=lambda x: x is None)
+                               step, is_leaf=lambda x: x is None)
     if scheduled:
       state = ProxState(count=optax.safe_increment(state.count))
     return new_updates, state
 
+  update_fn.prox_info = (fn, learning_rate)
   return ProxTransformation(init_fn, update_fn)
 
 
 def prox_l1(
     lam: ScalarOrSchedule,
-    learning_rate: ScalarOrSchedule,
+    learning_rate: Optional[ScalarOrSchedule] = None,
     *,
     weights: Optional[Any] = None,
     nonnegative: bool = False,
@@ -188,12 +268,14 @@ def prox_l1(
   ``optax.chain(optax.sgd(lr), prox_l1(lam, lr))`` is ISTA and converges to
   the lasso solution (``sklearn.linear_model.Lasso(alpha=lam)`` when ``f`` is
   ``||y - Xw||^2 / (2 n)``). After Adam use
-  ``optax_l1.proximal(optax.adam(lr), prox_l1(lam, lr))``.
+  ``optax_l1.proximal(optax.adam(lr), prox_l1(lam))``, which reads the
+  learning rate and Adam's metric from the optimizer.
 
   Args:
     lam: penalty strength, >= 0; a float or an optax schedule.
-    learning_rate: the optimizer's learning rate (the same float or schedule
-      object), > 0.
+    learning_rate: the optimizer's learning rate (the same float or schedule),
+      > 0. Leave it out under :func:`optax_l1.proximal`, which reads it from
+      the optimizer; required in a plain ``optax.chain``.
     weights: optional per-leaf weights ``c`` (weighted / adaptive lasso): a
       pytree with the structure of params (or a prefix of it) of non-negative
       scalars or arrays broadcastable to each leaf.
@@ -242,7 +324,7 @@ def prox_l1(
 def prox_elastic_net(
     l1: ScalarOrSchedule,
     l2: ScalarOrSchedule,
-    learning_rate: ScalarOrSchedule,
+    learning_rate: Optional[ScalarOrSchedule] = None,
     *,
     mask: MaskOrFn = None,
 ) -> ProxTransformation:
@@ -259,7 +341,8 @@ def prox_elastic_net(
   Args:
     l1: L1 strength, >= 0 (float or schedule).
     l2: L2 strength, >= 0 (float or schedule).
-    learning_rate: the optimizer's learning rate, > 0.
+    learning_rate: the optimizer's learning rate, > 0 (optional under
+      :func:`optax_l1.proximal`; see :func:`prox_l1`).
     mask: which leaves to regularize (``optax.masked`` convention).
 
   Returns:
@@ -304,7 +387,7 @@ def _axis_checker(fn: str, axis: ops.Axis) -> Callable[[str, jax.Array], None]:
 
 def prox_group_lasso(
     lam: ScalarOrSchedule,
-    learning_rate: ScalarOrSchedule,
+    learning_rate: Optional[ScalarOrSchedule] = None,
     *,
     axis: ops.Axis,
     scale_by_size: bool = False,
@@ -328,7 +411,8 @@ def prox_group_lasso(
 
   Args:
     lam: group penalty strength, >= 0 (float or schedule).
-    learning_rate: the optimizer's learning rate, > 0.
+    learning_rate: the optimizer's learning rate, > 0 (optional under
+      :func:`optax_l1.proximal`; see :func:`prox_l1`).
     axis: axis or axes of each leaf that the group norm runs over; checked
       against every masked leaf's rank.
     scale_by_size: multiply ``lam`` by ``sqrt(group size)``.
@@ -365,7 +449,7 @@ def prox_group_lasso(
 def prox_sparse_group_lasso(
     l1: ScalarOrSchedule,
     lam: ScalarOrSchedule,
-    learning_rate: ScalarOrSchedule,
+    learning_rate: Optional[ScalarOrSchedule] = None,
     *,
     axis: ops.Axis,
     scale_by_size: bool = False,
@@ -380,7 +464,8 @@ def prox_sparse_group_lasso(
   Args:
     l1: elementwise L1 strength, >= 0.
     lam: group strength, >= 0.
-    learning_rate: the optimizer's learning rate, > 0.
+    learning_rate: the optimizer's learning rate, > 0 (optional under
+      :func:`optax_l1.proximal`; see :func:`prox_l1`).
     axis: axes the group norm runs over (as in :func:`prox_group_lasso`).
     scale_by_size: multiply ``lam`` by ``sqrt(group size)``.
     mask: which leaves to regularize (``optax.masked`` convention).
@@ -416,7 +501,7 @@ def prox_sparse_group_lasso(
 
 def hard_threshold(
     lam: ScalarOrSchedule,
-    learning_rate: ScalarOrSchedule,
+    learning_rate: Optional[ScalarOrSchedule] = None,
     *,
     mask: MaskOrFn = None,
 ) -> ProxTransformation:
@@ -428,7 +513,8 @@ def hard_threshold(
 
   Args:
     lam: price of one non-zero weight, >= 0 (float or schedule).
-    learning_rate: the optimizer's learning rate, > 0.
+    learning_rate: the optimizer's learning rate, > 0 (optional under
+      :func:`optax_l1.proximal`; see :func:`prox_l1`).
     mask: which leaves to regularize (``optax.masked`` convention).
 
   Returns:
@@ -454,7 +540,7 @@ def hard_threshold(
 def prox_mcp(
     lam: ScalarOrSchedule,
     gamma: ScalarOrSchedule,
-    learning_rate: ScalarOrSchedule,
+    learning_rate: Optional[ScalarOrSchedule] = None,
     *,
     mask: MaskOrFn = None,
 ) -> ProxTransformation:
@@ -467,7 +553,8 @@ def prox_mcp(
   Args:
     lam: penalty strength, >= 0.
     gamma: concavity, > 0 (``gamma -> inf`` is the lasso).
-    learning_rate: the optimizer's learning rate, > 0.
+    learning_rate: the optimizer's learning rate, > 0 (optional under
+      :func:`optax_l1.proximal`; see :func:`prox_l1`).
     mask: which leaves to regularize (``optax.masked`` convention).
 
   Returns:
@@ -493,13 +580,15 @@ def prox_mcp(
     return ops.mcp(z, step, lam, gamma)
 
   return _prox_transformation(fn, leaf_prox, learning_rate,
-                              {"lam": lam, "gamma": gamma}, mask)
+                              {"lam": lam, "gamma": gamma}, mask,
+                              constraints={"lam": _NONNEGATIVE,
+                                           "gamma": lambda g: g > 0})
 
 
 def prox_scad(
     lam: ScalarOrSchedule,
     a: ScalarOrSchedule,
-    learning_rate: ScalarOrSchedule,
+    learning_rate: Optional[ScalarOrSchedule] = None,
     *,
     mask: MaskOrFn = None,
 ) -> ProxTransformation:
@@ -511,7 +600,8 @@ def prox_scad(
   Args:
     lam: penalty strength, >= 0.
     a: shape parameter, > 2 (Fan & Li suggest 3.7).
-    learning_rate: the optimizer's learning rate, > 0.
+    learning_rate: the optimizer's learning rate, > 0 (optional under
+      :func:`optax_l1.proximal`; see :func:`prox_l1`).
     mask: which leaves to regularize (``optax.masked`` convention).
 
   Returns:
@@ -537,12 +627,14 @@ def prox_scad(
     return ops.scad(z, step, lam, a)
 
   return _prox_transformation(fn, leaf_prox, learning_rate,
-                              {"lam": lam, "a": a}, mask)
+                              {"lam": lam, "a": a}, mask,
+                              constraints={"lam": _NONNEGATIVE,
+                                           "a": lambda a: a > 2})
 
 
 def prox_lq(
     lam: ScalarOrSchedule,
-    learning_rate: ScalarOrSchedule,
+    learning_rate: Optional[ScalarOrSchedule] = None,
     *,
     q: float = 0.5,
     mask: MaskOrFn = None,
@@ -554,7 +646,8 @@ def prox_lq(
 
   Args:
     lam: penalty strength, >= 0.
-    learning_rate: the optimizer's learning rate, > 0.
+    learning_rate: the optimizer's learning rate, > 0 (optional under
+      :func:`optax_l1.proximal`; see :func:`prox_l1`).
     q: ``0.5`` or ``2/3`` (static).
     mask: which leaves to regularize (``optax.masked`` convention).
 

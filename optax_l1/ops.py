@@ -276,6 +276,14 @@ def _group_lasso(z: ArrayLike, step: ArrayLike, lam: ArrayLike, axis: Axis,
                               _group_block_elements()).astype(dtype)
 
 
+def _safe_sqrt(x: jax.Array) -> jax.Array:
+  """``sqrt(x)`` whose gradient at ``x = 0`` is 0, not NaN (a zeroed or
+  all-zero group has a finite, zero derivative)."""
+  pos = x > 0
+  return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, jnp.ones((), x.dtype))),
+                   jnp.zeros((), x.dtype))
+
+
 def _group_scale(zc: jax.Array, axes: tuple[int, ...]) -> jax.Array:
   """Each group's largest ``|z|`` (1 for an all-zero, NaN or inf group).
 
@@ -301,7 +309,8 @@ def _group_prox_scalar(zc: jax.Array, step: jax.Array, lam_g: jax.Array,
       zc = soft_threshold(zc, step * l1)
     a = _group_scale(zc, axes)
     zs = zc / a
-    norm = jnp.sqrt(_group_sum(axes, zs.shape, ct, dot_sums)(zs * zs))
+    sq = _group_sum(axes, zs.shape, ct, dot_sums)(zs * zs)
+    norm = jnp.where(jnp.isnan(sq), sq, _safe_sqrt(sq))  # NaN stays NaN
     thr = step * (lam_g / a)
     safe = jnp.where(norm > 0, norm, jnp.ones((), ct))
     # `<=` so that a NaN norm fails the test and the NaN propagates.
@@ -364,6 +373,8 @@ def _by_slabs(core: Callable[..., jax.Array], zc: jax.Array,
   """
   size = _group_size(zc.shape, axes)
   rest = [i for i in range(zc.ndim) if i not in axes]
+  if not zc.size:
+    return zc  # no groups, or only empty ones: nothing to do
   if not block or not size or not rest:
     return core(zc, s)
   ax = max(rest, key=lambda i: zc.shape[i])  # the axis cut into slabs
@@ -408,12 +419,19 @@ def _group_prox_diagonal_core(zc: jax.Array, s: jax.Array, lam_g: jax.Array,
   zs = zc / a
   lam_s = lam_g / a
   c = s * lam_s  # per-coordinate shrinkage, >= 0
+  # ||D z|| with D = 1/s; a zero step pins its coordinate (infinite metric).
+  dz = jnp.where(zs == 0, jnp.zeros((), ct),
+                 zs / jnp.where(zs == 0, jnp.ones((), ct), s))
+  dsq = gsum(dz * dz)
+  dnorm = jnp.where(jnp.isnan(dsq), dsq, _safe_sqrt(dsq))  # NaN stays NaN
+  zero_group = dnorm <= lam_s
+  # Zeroed groups return `z * 0` below; the root-find runs on a stand-in
+  # there (z = c = 1), so that no inf or NaN of theirs reaches a derivative.
+  one = jnp.ones((), ct)
+  zs = jnp.where(zero_group, one, zs)
+  c = jnp.where(zero_group, one, c)
   z2 = zs * zs
   norm = jnp.sqrt(gsum(z2))
-  # ||D z|| with D = 1/s; a zero step pins its coordinate (infinite metric).
-  dz = jnp.where(zs == 0, jnp.zeros((), ct), zs / s)
-  dnorm = jnp.sqrt(gsum(dz * dz))
-  zero_group = dnorm <= lam_s
 
   cmax = jnp.max(c, axis=axes, keepdims=True, initial=0)
   cmin = jnp.min(c, axis=axes, keepdims=True, initial=jnp.inf)

@@ -376,7 +376,7 @@ def _entry_computation(compiled_text):
 @pytest.mark.skipif(jax.default_backend() != "cpu",
                     reason="checks XLA:CPU's fusion of the compiled step")
 def test_step_between_updates_fuses_like_a_stored_mask():
-  # Between updates the step must cost what `where(stored mask, u, -p)`
+  # Between updates the step must cost what `where(stored mask, u, -p + 0u)`
   # after the inner optimizer costs: the same full-size fusions (the inner
   # update is not materialized for the cond) and no copy of the stored mask.
   shape = (256, 128)
@@ -384,7 +384,8 @@ def test_step_between_updates_fuses_like_a_stored_mask():
   def stored_mask():
     return optax.GradientTransformation(
         lambda p: jnp.ones(p.shape, bool),
-        lambda u, s, p=None: (jnp.where(s, u, -p), s))
+        # `+ 0 * u`: a NaN update of a removed weight stays visible.
+        lambda u, s, p=None: (jnp.where(s, u, -p + 0 * u), s))
 
   def entry(opt):
     def step(p, s, g):
@@ -603,7 +604,8 @@ def test_keep_zeros_nan_propagates():
   updates, _ = jax.jit(tx.update)(u, tx.init(w), w)
   new = np.asarray(optax.apply_updates(w, updates))
   assert np.isnan(new[0]) and np.isnan(new[1])  # NaN never becomes 0
-  assert new[2] == 0.0 and new[3] == 2.5
+  assert np.isnan(new[2])  # a NaN update of a zero weight is not hidden
+  assert new[3] == 2.5
 
 
 # ---------------------------------------------------------------------------
@@ -778,3 +780,45 @@ def test_global_scope_rejects_more_than_int32_weights():
   big = {"w": jax.ShapeDtypeStruct((2**31,), jnp.float32)}
   with pytest.raises(ValueError, match="scope='layer'"):
     jax.eval_shape(magnitude_prune(0.5, scope="global").init, big)
+
+
+# ---------------------------------------------------------------------------
+# A NaN or inf gradient at a removed weight stays visible.
+# ---------------------------------------------------------------------------
+
+
+def _nan_case(name):
+  """(transformation, params, gradient index that hits a removed weight)."""
+  params = jnp.asarray([[0.9, -0.01, 0.5, 0.02], [0.0, 1.5, -0.7, 0.03]],
+                       jnp.float32)
+  if name == "magnitude_prune":  # one-shot: the 4 smallest |params| go
+    return magnitude_prune(0.5), params, (0, 1)
+  if name == "keep_zeros":
+    return keep_zeros(), params, (1, 0)
+  # nm_prune(1, 4): two bad entries in one block, one of them is dropped
+  return nm_prune(1, 4), params, (0, 1)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
+@pytest.mark.parametrize("where", ["chain", "proximal"])
+@pytest.mark.parametrize("name", ["magnitude_prune", "keep_zeros", "nm_prune"])
+def test_nan_or_inf_gradient_at_a_removed_weight_stays_visible(name, where,
+                                                               bad):
+  tx, params, at = _nan_case(name)
+  g = np.full(params.shape, 0.1, np.float32)
+  g[at] = bad
+  if name == "nm_prune":
+    g[0, 0] = bad  # the block's other bad entry
+  opt = (optax.chain(optax.sgd(0.1), tx) if where == "chain"
+         else optax_l1_proximal(optax.adam(0.1), tx))
+  u, _ = jax.jit(opt.update)(jnp.asarray(g), opt.init(params), params)
+  u = np.asarray(u)
+  assert np.isnan(u[at]), u
+  # Everything else is untouched by the bad entries: finite.
+  finite = np.isfinite(g)
+  assert np.all(np.isfinite(u[finite]))
+
+
+def optax_l1_proximal(inner, tx):
+  import optax_l1  # pylint: disable=g-import-not-at-top
+  return optax_l1.proximal(inner, tx)

@@ -295,3 +295,75 @@ def test_strict_dtype_promotion(dtype):
   np.testing.assert_array_equal(np.asarray(outs["l0"], np.float64),
                                 np.where(z64 ** 2 > 0.1, z64, 0))
   assert all(o.dtype == dtype for o in outs.values())
+
+
+# --- every operator has a finite gradient (zeroed groups give 0) --------------
+
+_Z = np.array([[0.05, -0.02, 0.01], [1.0, -2.0, 0.5], [0.0, 0.0, 0.0],
+               [0.7, 0.0, -0.3]])
+_S = np.array([[0.1, 0.2, 0.1], [0.1, 0.3, 0.2], [0.1, 0.1, 0.1],
+               [0.05, 0.1, 0.4]])
+
+GRAD_OPS = {
+    "l1": lambda z, s, lam: ops.l1(z, s, lam),
+    "nonneg_l1": lambda z, s, lam: ops.nonneg_l1(z, s, lam),
+    "elastic_net": lambda z, s, lam: ops.elastic_net(z, s, lam, 2 * lam),
+    "group_lasso_rows": lambda z, s, lam: ops.group_lasso(z, s, lam, 1),
+    "group_lasso_cols": lambda z, s, lam: ops.group_lasso(z, s, lam, 0),
+    "sparse_group_lasso": lambda z, s, lam: ops.sparse_group_lasso(
+        z, s, 0.5 * lam, lam, 1),
+    "l0": lambda z, s, lam: ops.l0(z, s, lam),
+    "mcp": lambda z, s, lam: ops.mcp(z, s, lam, 3.0),
+    "scad": lambda z, s, lam: ops.scad(z, s, lam, 3.7),
+    "lq_half": lambda z, s, lam: ops.lq(z, s, lam, 0.5),
+    "lq_two_thirds": lambda z, s, lam: ops.lq(z, s, lam, 2 / 3),
+}
+
+
+@pytest.mark.parametrize("metric", ["scalar", "diagonal"])
+@pytest.mark.parametrize("name", sorted(GRAD_OPS))
+def test_every_operator_has_a_finite_gradient(name, metric):
+  """d/dz, d/dstep, d/dlam are finite everywhere (zeroed groups, zero
+  entries, all-zero groups), 0 where the output is 0 by a zeroed group, and
+  equal central differences (float64) at the coordinates off the kinks."""
+  op = GRAD_OPS[name]
+  with jax.enable_x64(True):
+    z = jnp.asarray(_Z)
+    s = jnp.asarray(0.1 if metric == "scalar" else _S)
+    lam = jnp.asarray(0.2)
+    wts = jnp.asarray(RNG.normal(size=_Z.shape))
+    f = lambda z, s, lam: jnp.sum(wts * op(z, s, lam))
+    gz, gs, gl = jax.grad(f, argnums=(0, 1, 2))(z, s, lam)
+    for g in (gz, gs, gl):
+      assert np.all(np.isfinite(np.asarray(g))), (name, g)
+    out = np.asarray(op(z, s, lam))
+    gz = np.asarray(gz)
+    if "group" in name:
+      dead = np.all(out == 0, axis=1 if "rows" in name or "sparse" in name
+                    else 0)
+      if "cols" in name:
+        assert np.all(gz[:, dead] == 0)
+      else:
+        assert np.all(gz[dead] == 0)
+    # Central differences at coordinates whose output is nonzero and whose
+    # neighbourhood keeps the same branch.
+    h = 1e-6
+    for i, j in zip(*np.nonzero(out)):
+      e = np.zeros_like(_Z)
+      e[i, j] = h
+      up = np.asarray(op(jnp.asarray(_Z + e), s, lam))
+      dn = np.asarray(op(jnp.asarray(_Z - e), s, lam))
+      if (np.count_nonzero(up) != np.count_nonzero(out)
+          or np.count_nonzero(dn) != np.count_nonzero(out)):
+        continue  # a kink within h
+      fd = float(np.sum(np.asarray(wts) * (up - dn)) / (2 * h))
+      assert gz[i, j] == pytest.approx(fd, rel=1e-5, abs=1e-7), (name, i, j)
+
+
+@pytest.mark.parametrize("shape, axis", [((3, 0), 0), ((3, 0), 1),
+                                         ((0, 3), 1), ((0,), 0)])
+def test_group_operators_pass_zero_size_arrays(shape, axis):
+  z = jnp.zeros(shape)
+  for step in (0.1, jnp.ones(shape)):
+    assert ops.group_lasso(z, step, 1.0, axis).shape == shape
+    assert ops.sparse_group_lasso(z, step, 0.5, 1.0, axis).shape == shape

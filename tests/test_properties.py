@@ -891,6 +891,9 @@ def test_none_leaves_under_proximal_adam():
   v_hat = float(a2) * g * g / float(c2)
   p = 1 / (np.sqrt(v_hat) + 1e-8)
   z = np.asarray([0.3, -0.02, 2.0]) - 0.1 * m_hat * p
+  # No gradient has reached w[2] (v = 0): its metric is the identity
+  # (step lr), not 1 / eps.
+  p[g == 0] = 1.0
   ref = _np_soft(z, 0.1 * 0.5 * p)
   np.testing.assert_allclose(np.asarray(new["w"]), ref, rtol=1e-6, atol=1e-7)
 
@@ -1030,3 +1033,54 @@ def test_bug_group_lasso_pinned_tiny_entry_underflows():
   assert x[1] == z[1]
   ref = group_prox_reference(z, s, 2.0)
   np.testing.assert_allclose(x, ref, rtol=0, atol=1e-7)
+
+
+# --- zero-size leaves pass through every transformation -----------------------
+
+ALL_TRANSFORMS = {
+    "prox_l1": lambda: optax_l1.prox_l1(0.3, 0.1),
+    "prox_elastic_net": lambda: optax_l1.prox_elastic_net(0.3, 0.1, 0.1),
+    "prox_group_lasso_0": lambda: optax_l1.prox_group_lasso(0.3, 0.1, axis=0),
+    "prox_group_lasso_1": lambda: optax_l1.prox_group_lasso(0.3, 0.1, axis=-1),
+    "prox_sparse_group_lasso": lambda: optax_l1.prox_sparse_group_lasso(
+        0.1, 0.3, 0.1, axis=0),
+    "hard_threshold": lambda: optax_l1.hard_threshold(0.3, 0.1),
+    "prox_mcp": lambda: optax_l1.prox_mcp(0.3, 3.0, 0.1),
+    "prox_scad": lambda: optax_l1.prox_scad(0.3, 3.7, 0.1),
+    "prox_lq": lambda: optax_l1.prox_lq(0.3, 0.1),
+    "magnitude_prune": lambda: optax_l1.magnitude_prune(0.5),
+    "magnitude_prune_global": lambda: optax_l1.magnitude_prune(
+        0.5, scope="global"),
+    "keep_zeros": lambda: optax_l1.keep_zeros(),
+    "nm_prune": lambda: optax_l1.nm_prune(1, 2),
+}
+
+
+@pytest.mark.parametrize("where", ["chain", "proximal"])
+@pytest.mark.parametrize("name", sorted(ALL_TRANSFORMS))
+def test_zero_size_leaves_pass_through_every_transformation(name, where):
+  """Empty leaves of every shape come back empty, and the other leaves get
+  exactly what they get without them."""
+  rng = np.random.default_rng(0)
+  w = jnp.asarray(rng.normal(size=(2, 4)), jnp.float32)
+  g = jnp.asarray(rng.normal(size=(2, 4)), jnp.float32)
+  empties = {"a": jnp.zeros((3, 0)), "b": jnp.zeros((0, 4)),
+             "c": jnp.zeros((0,)), "d": jnp.zeros((0, 0, 2))}
+  if name.startswith("prox_group") or name.startswith("prox_sparse"):
+    empties.pop("c")  # rank 1 has no axis -1 group structure to test here
+
+  def make():
+    inner = optax.sgd(0.1) if where == "chain" else optax.adam(0.1)
+    tx = ALL_TRANSFORMS[name]()
+    return (optax.chain(inner, tx) if where == "chain"
+            else optax_l1.proximal(inner, tx))
+
+  full = {"w": w, **empties}
+  grads = {"w": g, **{k: jnp.zeros_like(v) for k, v in empties.items()}}
+  opt = make()
+  u, _ = jax.jit(opt.update)(grads, opt.init(full), full)
+  for k, v in empties.items():
+    assert u[k].shape == v.shape and u[k].dtype == v.dtype
+  alone = make()
+  u_ref, _ = jax.jit(alone.update)({"w": g}, alone.init({"w": w}), {"w": w})
+  np.testing.assert_array_equal(np.asarray(u["w"]), np.asarray(u_ref["w"]))

@@ -287,3 +287,89 @@ def test_nonconvex_transformations_take_the_numpy_prox(kind):
 def test_nonconvex_bad_hyperparameters(factory, kwargs, match):
   with pytest.raises(ValueError, match=match):
     factory(**kwargs)
+
+
+# --- array hyperparameters keep the leaf's shape ------------------------------
+
+
+@pytest.mark.parametrize("make, arg, shape", [
+    (lambda: optax_l1.prox_l1(jnp.ones((2, 1, 1)), 0.1), "lam", (2, 1, 1)),
+    (lambda: optax_l1.prox_l1(0.1, 0.1, weights={"b": 1.0,
+                                                 "w": jnp.ones(3)}),
+     "weights", (3,)),
+    (lambda: optax_l1.prox_elastic_net(jnp.ones((8, 1)), 0.1, 0.1), "l1",
+     (8, 1)),
+], ids=["lam_adds_axes", "weights_wrong_length", "l1_wrong_axis"])
+def test_array_hyperparameter_that_changes_the_shape_is_refused(make, arg,
+                                                                shape):
+  params = {"w": jnp.ones((4, 8)), "b": jnp.ones(())}
+  opt = optax.chain(optax.sgd(0.1), make())
+  if arg != "weights":  # the scalar leaf would be refused first
+    params = {"w": params["w"]}
+  with pytest.raises(ValueError) as e:
+    opt.init(params)
+  msg = str(e.value)
+  assert f"{arg}=" in msg and str(shape) in msg and "(4, 8)" in msg, msg
+  assert "at w " in msg, msg
+
+
+def test_array_lam_that_broadcasts_is_per_coordinate():
+  rng = np.random.default_rng(0)
+  params = jnp.asarray(rng.normal(size=(4, 8)), jnp.float32)
+  lam = jnp.asarray(rng.uniform(0, 2, size=(1, 8)), jnp.float32)
+  opt = optax.chain(optax.sgd(0.1), optax_l1.prox_l1(lam, 0.1))
+  u, _ = jax.jit(opt.update)(jnp.zeros((4, 8)), opt.init(params), params)
+  z = np.asarray(params, np.float64)
+  want = np.sign(z) * np.maximum(np.abs(z) - 0.1 * np.asarray(lam), 0)
+  np.testing.assert_allclose(np.asarray(params + u), want, rtol=1e-6,
+                             atol=1e-7)
+
+
+# --- a hyperparameter out of range at run time: a visible NaN ------------------
+
+
+def test_schedule_going_negative_gives_a_nan_update():
+  lam = lambda count: 0.1 - 0.1 * count  # 0.1, 0.0, -0.1, ...
+  w = jnp.asarray([1.0, 0.05, -0.5], jnp.float32)
+  opt = optax.chain(optax.sgd(0.1), optax_l1.prox_l1(lam, 0.1))
+  update = jax.jit(opt.update)
+  state = opt.init(w)
+  outs = []
+  for _ in range(3):
+    u, state = update(jnp.zeros(3), state, w)
+    outs.append(np.asarray(u))
+  np.testing.assert_allclose(outs[0] + np.asarray(w),
+                             [0.99, 0.04, -0.49], rtol=1e-6)
+  np.testing.assert_array_equal(outs[1], 0.0)
+  assert np.all(np.isnan(outs[2]))
+
+
+@pytest.mark.parametrize("make, name, bad", [
+    (lambda: optax.inject_hyperparams(optax_l1.prox_l1)(lam=0.1,
+                                                        learning_rate=0.1),
+     "lam", -0.1),
+    (lambda: optax.inject_hyperparams(optax_l1.prox_mcp)(
+        lam=0.1, gamma=3.0, learning_rate=0.1), "gamma", 0.0),
+    (lambda: optax.inject_hyperparams(optax_l1.prox_scad)(
+        lam=0.1, a=3.7, learning_rate=0.1), "a", 2.0),
+    (lambda: optax.inject_hyperparams(optax_l1.prox_l1)(lam=0.1,
+                                                        learning_rate=0.1),
+     "learning_rate", -0.1),
+], ids=["lam", "mcp_gamma", "scad_a", "learning_rate"])
+def test_injected_value_out_of_range_gives_nan_under_jit(make, name, bad):
+  w = jnp.asarray([1.0, 0.05, -0.5], jnp.float32)
+  prox = make()
+  opt = optax.chain(optax.sgd(0.1), prox)
+  state = opt.init(w)
+  hp = dict(state[1].hyperparams, **{name: jnp.asarray(bad, jnp.float32)})
+  state = (state[0], state[1]._replace(hyperparams=hp))
+  u, _ = jax.jit(opt.update)(jnp.zeros(3), state, w)
+  assert np.all(np.isnan(np.asarray(u)))
+
+
+def test_ascending_optimizer_under_proximal_gives_nan():
+  w = jnp.asarray([1.0, 0.05], jnp.float32)
+  opt = optax_l1.proximal(optax.chain(optax.scale_by_adam(), optax.scale(0.1)),
+                          optax_l1.prox_l1(0.1))
+  u, _ = jax.jit(opt.update)(jnp.ones(2), opt.init(w), w)
+  assert np.all(np.isnan(np.asarray(u)))
