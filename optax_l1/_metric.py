@@ -160,6 +160,7 @@ _REFUSED: dict[str, tuple[str, str]] = {
         "different optimizers for different leaves are not supported; give "
         "each group its own proximal(...) inside optax.partition"),
 }
+_REFUSED["multi_transform"] = _REFUSED["partition"]
 
 SUPPORTED = (
     "adam, adamw (with or without a weight-decay mask), nadam, nadamw, "

@@ -18,6 +18,12 @@ from sklearn import linear_model
 
 SK_TOL = dict(tol=1e-12, max_iter=200_000, fit_intercept=False)
 
+# jax.enable_x64 (a context manager) is public from jax 0.7.1; the oldest jax
+# CI tests (0.7.0) has it in jax.experimental.
+enable_x64 = getattr(jax, "enable_x64", None)
+if enable_x64 is None:
+  from jax.experimental import enable_x64  # pylint: disable=g-import-not-at-top
+
 
 class Problem(NamedTuple):
   name: str

@@ -17,8 +17,8 @@ import optax._src.alias as optax_alias
 import pytest
 
 import optax_l1
-from _problems import (KERAS, MULTITASK, SMALL, assert_solution, fit,
-                       loss_fn, sklearn_lasso, sklearn_multitask)
+from _problems import (KERAS, MULTITASK, SMALL, assert_solution,
+                       enable_x64, fit, sklearn_lasso, sklearn_multitask)
 
 ALPHA = 0.05  # SMALL's alpha: sklearn keeps a few weights
 
@@ -68,7 +68,8 @@ def _optax_aliases():
 
 
 def test_every_optax_alias_is_classified():
-  assert set(ACCEPTED) | set(REFUSED) == _optax_aliases()
+  # Older optax versions have fewer aliases (no signum, optimistic_adam_v2).
+  assert _optax_aliases() <= set(ACCEPTED) | set(REFUSED)
   assert not set(ACCEPTED) & set(REFUSED)
 
 
@@ -94,6 +95,8 @@ def _build(name, inject):
 @pytest.mark.parametrize("inject", [False, True], ids=["plain", "injected"])
 @pytest.mark.parametrize("name", REFUSED)
 def test_every_refused_alias_raises_by_init_naming_it(name, inject):
+  if not hasattr(optax, name):
+    pytest.skip(f"optax {optax.__version__} has no {name}")
   with pytest.raises(ValueError) as e:
     opt = optax_l1.proximal(_build(name, inject), optax_l1.prox_l1(0.1))
     opt.init(jnp.zeros(3))
@@ -116,7 +119,8 @@ def test_refused_at_construction_when_not_injected():
                  optax.scale(-0.1)), "more than one"),
     (optax.GradientTransformation(lambda p: optax.EmptyState(),
                                   lambda u, s, p=None: (u, s)), "<lambda>"),
-    (optax.partition({"a": optax.adam(0.1)}, {"w": "a"}), "partition"),
+    (getattr(optax, "partition", getattr(optax, "multi_transform", None))(
+        {"a": optax.adam(0.1)}, {"w": "a"}), "partition"),
     (optax.chain(optax.adam(0.1),
                  optax.masked(optax.set_to_zero(), {"w": False})),
      "set_to_zero"),
@@ -191,8 +195,11 @@ def test_adamw_decay_mask_on_a_dict_of_params():
     r = X @ params["kernel"] + params["bias"] - y
     return 0.5 * jnp.mean(r * r)
 
+  # A decaying lr lets Adam settle on the unpenalized bias too.
+  sched = optax.cosine_decay_schedule(lr, 25000, alpha=0.01)
   opt = optax_l1.proximal(
-      optax.adamw(lr, weight_decay=wd, mask={"kernel": True, "bias": False}),
+      optax.adamw(sched, weight_decay=wd,
+                  mask={"kernel": True, "bias": False}),
       optax_l1.prox_l1(lam, mask={"kernel": True, "bias": False}))
   params = {"kernel": jnp.zeros(p.X.shape[1]), "bias": jnp.zeros(())}
 
@@ -212,7 +219,7 @@ def test_adamw_decay_mask_on_a_dict_of_params():
   X64, y64 = p.X.astype(np.float64), p.y.astype(np.float64)
   r = X64 @ w + b - y64
   g = X64.T @ r / len(y64)
-  assert abs(np.mean(r)) < 1e-4  # the bias: no decay, no penalty
+  assert abs(np.mean(r)) < 1e-5  # the bias: no decay, no penalty
   nz = w != 0
   resid = g[nz] + lam * np.sign(w[nz]) + wd * w[nz] * (np.abs(g[nz]) + 1e-8)
   np.testing.assert_allclose(resid, 0, atol=1e-4)
@@ -456,7 +463,7 @@ def test_injected_learning_rate_lowered_mid_run_is_followed():
      0.002, 8000),
 ], ids=["adam", "momentum", "clip_rmsprop"])
 def test_float64_reaches_sklearn_to_1e_10(make, lr, steps):
-  with jax.enable_x64(True):
+  with enable_x64(True):
     X = jnp.asarray(SMALL.X, jnp.float64)
     y = jnp.asarray(SMALL.y, jnp.float64)
     loss = lambda w: 0.5 * jnp.sum((X @ w - y) ** 2) / X.shape[0]
@@ -479,7 +486,7 @@ def test_float64_reaches_sklearn_to_1e_10(make, lr, steps):
 
 def test_float64_momentum_threshold_is_exact():
   """1 / (1 - 0.9) in float64: the threshold is lr * lam * 10 to the ulp."""
-  with jax.enable_x64(True):
+  with enable_x64(True):
     w = jnp.asarray([1.0, 0.0], jnp.float64)
     opt = optax_l1.proximal(optax.sgd(0.01, momentum=0.9),
                             optax_l1.prox_l1(1.0))

@@ -8,7 +8,7 @@ import pytest
 
 import optax_l1
 from _problems import (KERAS, LASSO_PROBLEMS, MULTITASK, SMALL, TALL, WIDE,
-                       assert_solution, fit, loss_fn, sklearn_enet,
+                       assert_solution, enable_x64, fit, loss_fn, sklearn_enet,
                        sklearn_lasso, sklearn_multitask)
 
 ALPHAS = {"keras": 0.1, "small": 0.05, "wide": 0.1, "tall": 0.2}
@@ -148,7 +148,7 @@ def test_exact_zeros_in_every_dtype(dtype):
 
 
 def test_exact_zeros_float64():
-  with jax.enable_x64(True):
+  with enable_x64(True):
     params = jnp.array([0.3, -0.01, 1e-300], jnp.float64)
     opt = optax.chain(optax.sgd(0.1), optax_l1.prox_l1(0.5, 0.1))
     updates, _ = opt.update(jnp.zeros_like(params), opt.init(params), params)
