@@ -11,7 +11,7 @@ initialization:
   step in Adam's metric::
 
       optax_l1.proximal(optax.adam(lr), optax_l1.prox_group_lasso(
-          lam, lr, axis=(0, 1, 2),
+          lam, axis=(0, 1, 2),
           mask=optax_l1.mask_by_path(r"Conv_\\d+/kernel")))
 
   Every filter carries the same ``lam``, so the small Conv_0 filters (9
@@ -168,7 +168,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
       "sparse": (f"proximal(adam, prox_group_lasso(lam={args.lam:g}, "
                  "axis=(0,1,2)))",
                  optax_l1.proximal(optax.adam(LR), optax_l1.prox_group_lasso(
-                     args.lam, LR, axis=(0, 1, 2),
+                     args.lam, axis=(0, 1, 2),
                      mask=optax_l1.mask_by_path(CONV_KERNELS)))),
   }
   results = {}

@@ -5,7 +5,7 @@ stratified 80/20 split), Adam lr 1e-3, batch 64, trained twice from the same
 initialization:
 
 * dense: ``optax.adam(lr)``;
-* sparse: ``optax_l1.proximal(optax.adam(lr), optax_l1.prox_l1(lam, lr,
+* sparse: ``optax_l1.proximal(optax.adam(lr), optax_l1.prox_l1(lam,
   mask=optax_l1.mask_by_path("kernel")))``: the prox of ``lam * |W|_1`` in
   Adam's own metric on the kernels (biases unpenalized).
 
@@ -126,7 +126,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
       "dense": ("Adam (dense)", optax.adam(LR)),
       "sparse": (f"proximal(adam, prox_l1(lam={args.lam:g}))",
                  optax_l1.proximal(optax.adam(LR), optax_l1.prox_l1(
-                     args.lam, LR, mask=kernel_mask))),
+                     args.lam, mask=kernel_mask))),
   }
   results = {}
   for key, (label, opt) in setups.items():

@@ -8,7 +8,7 @@ The first Dense kernel ``(inputs, hidden)`` carries ``lam * sum_j ||W[j, :]||``
 (one group per input row), applied as an exact proximal step in Adam's metric:
 
     optax_l1.proximal(optax.adam(lr), optax_l1.prox_group_lasso(
-        lam, lr, axis=1, mask=optax_l1.mask_by_path(r"^hidden1/kernel$")))
+        lam, axis=1, mask=optax_l1.mask_by_path(r"^hidden1/kernel$")))
 
 A zero row is an input the network no longer reads. The other kernels carry a
 small ridge penalty: without it a ReLU network dodges a first-layer penalty by
@@ -107,7 +107,7 @@ def make_opt(lam):
   # `lam` may be traced: one compiled fit serves every lam of the path.
   return optax_l1.proximal(
       optax.adam(LR),
-      optax_l1.prox_group_lasso(lam, LR, axis=1,
+      optax_l1.prox_group_lasso(lam, axis=1,
                                 mask=optax_l1.mask_by_path(FIRST_KERNEL)))
 
 

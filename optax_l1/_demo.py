@@ -155,7 +155,7 @@ def _linear_problem(name: str, X: np.ndarray, y: np.ndarray, alpha: float,
                                      optax_l1.prox_l1(alpha, ADAM_LR)),
                          data_loss),
       "proximal_adam": (optax_l1.proximal(optax.adam(ADAM_LR),
-                                          optax_l1.prox_l1(alpha, ADAM_LR)),
+                                          optax_l1.prox_l1(alpha)),
                         data_loss),
   }
   rows, paths = {}, {}
@@ -293,7 +293,7 @@ def run_mlp(seed: int, quick: bool) -> dict[str, Any]:
       "l1_in_loss": (optax.adam(MLP_LR), ce_l1),
       "proximal_adam": (optax_l1.proximal(
           optax.adam(MLP_LR),
-          optax_l1.prox_l1(MLP_LAM, MLP_LR, mask=KERNEL_MASK)), ce),
+          optax_l1.prox_l1(MLP_LAM, mask=KERNEL_MASK)), ce),
   }
 
   def accuracy(params):
