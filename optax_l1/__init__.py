@@ -22,12 +22,12 @@ from optax_l1._export import surviving_units
 from optax_l1._export import to_bcoo
 from optax_l1._masks import MagnitudePruneState
 from optax_l1._masks import keep_zeros
-from optax_l1._masks import magnitude_mask
 from optax_l1._masks import magnitude_prune
-from optax_l1._masks import nm_mask
-from optax_l1._masks import nm_prune
+from optax_l1._nm import nm_mask
+from optax_l1._nm import nm_prune
 from optax_l1._proximal import ProximalState
 from optax_l1._proximal import proximal
+from optax_l1._ranking import magnitude_mask
 from optax_l1._regpath import RegularizationPath
 from optax_l1._regpath import plot_path
 from optax_l1._regpath import regularization_path

@@ -18,21 +18,22 @@ exactly ``0.0`` for removed ones (``p + (-p)`` is ``0`` in IEEE arithmetic).
 * :func:`magnitude_prune`: gradual magnitude pruning (Zhu & Gupta 2017) with a
   keep-mask in the optimizer state, per leaf or global; the mask is ranked on
   the current ``params`` (the step's ``u`` only enters through ``z``).
-* :func:`nm_prune`: N:M structured sparsity (``n`` of every ``m`` consecutive
-  weights kept), recomputed every step.
+* :func:`optax_l1.nm_prune` (in :mod:`optax_l1._nm`): N:M structured
+  sparsity (``n`` of every ``m`` consecutive weights kept), recomputed every
+  step.
 * :func:`keep_zeros`: weights that are exactly zero stay exactly zero (for
   fine-tuning after proximal training, pruning, or loading a sparse
   checkpoint).
 
-The pure helpers :func:`magnitude_mask` and :func:`nm_mask` compute the same
-keep-masks on plain arrays.
+The pure helpers :func:`optax_l1.magnitude_mask` and :func:`optax_l1.nm_mask`
+compute the same keep-masks on plain arrays.
 
-Ranking is exact and deterministic. Magnitudes are compared through the bit
-patterns of ``|x|`` (non-negative floats order like their bits), so the ``k``
-smallest are found by a bisection over integers that is exact after 32
-(float32, bfloat16, float16) or 64 (float64) passes; no sort of a large leaf.
-Among equal magnitudes the lower flat (row-major) index is pruned first. NaN
-ranks above ``inf``: a NaN weight is never pruned, so it propagates.
+Ranking is exact and deterministic (:mod:`optax_l1._ranking`): the ``k``
+smallest magnitudes by a bisection over the bit patterns of ``|x|``, exact
+after 32 (float32, bfloat16, float16) or 64 (float64) counting passes, with
+ties removed lowest row-major index first; no sort, reshape or gather, so on
+sharded params only one count per leaf crosses devices. NaN ranks above
+``inf``: a NaN weight is never pruned, so it propagates.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optax_l1 import _ranking
 from optax_l1 import _validation as val
 from optax_l1._tree import MaskOrFn, path_str, resolve_mask
 from optax_l1._transforms import PruneTransformation
@@ -63,167 +65,6 @@ _MAX_COUNT_TABLE = 2**20
 
 def _is_none(x: Any) -> bool:
   return x is None
-
-
-# ---------------------------------------------------------------------------
-# Exact k-smallest selection by bisection on the bit patterns of |x|.
-# ---------------------------------------------------------------------------
-
-
-def _key_dtypes(dtypes: Sequence[Any]) -> tuple[Any, Any, int]:
-  """Float dtype to rank in, the same-width int dtype, and its bit count."""
-  if any(jnp.dtype(d) == jnp.float64 for d in dtypes):
-    return jnp.float64, jnp.int64, 64
-  return jnp.float32, jnp.int32, 32
-
-
-def _magnitude_keys(x: jax.Array, fdtype: Any, idtype: Any) -> jax.Array:
-  """Integers that order like ``|x|`` (NaN above ``inf``), as a flat array.
-
-  ``|x|`` is cast to ``fdtype`` (exact: bfloat16/float16/float32 widen to
-  float32 or float64). Non-negative IEEE floats order like their bit patterns
-  read as signed integers; ``abs`` clears the sign bit of ``-0.0`` and of NaN.
-  """
-  a = jnp.abs(jnp.asarray(x)).astype(fdtype).reshape(-1)
-  return jax.lax.bitcast_convert_type(a, idtype)
-
-
-def _cumsum_rows(x: jax.Array) -> jax.Array:
-  """``jnp.cumsum(x, axis=1)``, also when axis 1 is explicitly sharded.
-
-  Under explicit sharding (``jax.sharding.AxisType.Explicit``, the default of
-  ``jax.make_mesh``) a cumulative sum along a sharded axis is refused; the
-  rows are then gathered for the scan and the result is resharded back.
-  """
-  typeof = getattr(jax, "typeof", None)  # jax < 0.6: no explicit sharding
-  sharding = getattr(typeof(x), "sharding", None) if typeof else None
-  spec = getattr(sharding, "spec", None)
-  if spec is None or len(spec) < 2 or spec[1] is None:
-    return jnp.cumsum(x, axis=1)
-  whole = jax.sharding.NamedSharding(
-      sharding.mesh, jax.sharding.PartitionSpec(spec[0], None))
-  y = jnp.cumsum(jax.sharding.reshard(x, whole), axis=1)
-  return jax.sharding.reshard(y, sharding)
-
-
-def _prune_by_rank(keys: Sequence[jax.Array], joint: bool, ks: jax.Array,
-                   nbits: int) -> list[jax.Array]:
-  """Keep-masks that prune exactly ``k`` smallest keys per ranking group.
-
-  Args:
-    keys: flat integer arrays (one per leaf) from :func:`_magnitude_keys`,
-      optionally with entries set to ``-1`` (below every magnitude: pruned
-      before any weight, e.g. weights that are already pruned).
-    joint: rank all leaves together (one group, ``ks`` of shape ``(1,)``) or
-      each leaf on its own (``ks`` of shape ``(len(keys),)``).
-    ks: int32 counts, each in ``[0, group size]``.
-    nbits: bit width of the keys (32 or 64); the bisection runs this many
-      passes, which makes it exact.
-
-  Returns:
-    Flat boolean keep-masks (``True`` = kept), one per leaf. Ties are pruned in
-    order of (leaf position in ``keys``, flat index).
-  """
-  num = len(keys)
-  if num == 0:
-    return []
-  idtype = keys[0].dtype
-  # Leaves of equal size are stacked and ranked row-wise, so the program has
-  # one reduction per distinct size, not one per leaf (compile time).
-  buckets: dict[int, list[int]] = {}
-  for i, key in enumerate(keys):
-    buckets.setdefault(key.size, []).append(i)
-  stacked = [jnp.stack([keys[i] for i in rows]) for rows in buckets.values()]
-  row_leaf = [np.array(rows) for rows in buckets.values()]
-  inverse = np.argsort(np.concatenate(row_leaf))  # bucket order -> leaf order
-  group = np.zeros(num, np.int32) if joint else np.arange(num, dtype=np.int32)
-
-  def per_leaf(parts):
-    return jnp.concatenate(parts)[inverse]
-
-  def thresholds(v):  # (num_groups,) -> one column per bucket row
-    return [v[group[rows]][:, None] for rows in row_leaf]
-
-  def count_le(v):
-    c = per_leaf([jnp.sum(k <= t, axis=1, dtype=jnp.int32)
-                  for k, t in zip(stacked, thresholds(v))])
-    return jnp.sum(c, keepdims=True) if joint else c
-
-  # Keys are >= -1. Invariant: count(key <= hi) >= k; lo < hi and
-  # count(key <= lo) < k (or lo = -2 with k = 0, where hi then walks down to
-  # -1). hi - lo starts at 2**(nbits - 1) + 1, so nbits halvings reach 1.
-  lo = jnp.full(ks.shape, -2, idtype)
-  hi = jnp.full(ks.shape, jnp.iinfo(idtype).max, idtype)
-
-  def body(_, carry):
-    lo, hi = carry
-    mid = (lo >> 1) + (hi >> 1) + (lo & hi & 1)  # floor((lo + hi) / 2)
-    ok = count_le(mid) >= ks
-    return jnp.where(ok, lo, mid), jnp.where(ok, mid, hi)
-
-  _, v = jax.lax.fori_loop(0, nbits, body, (lo, hi))
-  # v[g] is the k-th smallest key of group g (or -1 when k = 0). Prune every
-  # key < v and the first `need` keys == v in (leaf, flat index) order.
-  need = ks - count_le(v - 1)
-  ties = [k == t for k, t in zip(stacked, thresholds(v))]
-  if joint:
-    n_ties = per_leaf([jnp.sum(t, axis=1, dtype=jnp.int32) for t in ties])
-    offset = jnp.cumsum(n_ties) - n_ties  # ties in earlier leaves
-  else:
-    offset = jnp.zeros((num,), jnp.int32)
-  masks: list[Any] = [None] * num
-  for k, tie, t, rows in zip(stacked, ties, thresholds(v), row_leaf):
-    tie_i = tie.astype(jnp.int32)
-    rank = _cumsum_rows(tie_i) - tie_i + offset[rows][:, None]
-    pruned = (k < t) | (tie & (rank < need[group[rows]][:, None]))
-    for r, i in enumerate(rows):
-      masks[i] = ~pruned[r]
-  return masks
-
-
-def magnitude_mask(x: Any, k: Any) -> Any:
-  """Keep-mask that removes exactly the ``k`` smallest-magnitude weights.
-
-  ``x`` may be one array or a pytree of arrays; a pytree is ranked jointly
-  (global magnitude pruning). Among equal magnitudes the lower flat index is
-  pruned first (across leaves: the earlier leaf in ``jax.tree.leaves`` order).
-  ``-0.0`` and ``0.0`` tie; NaN ranks above ``inf`` and is pruned last. Exact
-  and jit-compatible: ``k`` may be a traced integer.
-
-  Args:
-    x: an array, or a pytree of arrays, of real floating-point values.
-    k: number of weights to remove; clipped to ``[0, x.size]``.
-
-  Returns:
-    A boolean array (or pytree of them) of ``x``'s shape: ``True`` where the
-    weight is kept. Exactly ``clip(k, 0, size)`` entries are ``False``.
-
-  Examples:
-    >>> import jax.numpy as jnp, optax_l1
-    >>> optax_l1.magnitude_mask(jnp.array([0.5, -0.1, 0.2, 0.1, -3.0]), 2)
-    Array([ True, False,  True, False,  True], dtype=bool)
-  """
-  leaves, treedef = jax.tree.flatten(x)
-  leaves = [jnp.asarray(l) for l in leaves]
-  for i, l in enumerate(leaves):
-    if not jnp.issubdtype(l.dtype, jnp.floating):
-      raise TypeError(f"`magnitude_mask(x=...)` must hold real floating-point "
-                      f"arrays; leaf {i} has dtype {l.dtype}.")
-  total = sum(l.size for l in leaves)
-  _check_total("magnitude_mask", total)
-  fdtype, idtype, nbits = _key_dtypes([l.dtype for l in leaves])
-  keys = [_magnitude_keys(l, fdtype, idtype) for l in leaves]
-  kk = jnp.clip(jnp.asarray(k), 0, total).astype(jnp.int32).reshape(1)
-  flat = _prune_by_rank(keys, True, kk, nbits)
-  return treedef.unflatten(
-      [m.reshape(l.shape) for m, l in zip(flat, leaves)])
-
-
-def _check_total(fn: str, total: int) -> None:
-  if total >= 2**31 - 1:
-    raise ValueError(f"`{fn}` counts in int32 and ranks at most 2**31 - 2 "
-                     f"weights jointly; got {total}. Use scope='layer' (or "
-                     "rank smaller pytrees).")
 
 
 # ---------------------------------------------------------------------------
@@ -399,11 +240,14 @@ def magnitude_prune(
   ``nm_prune``, whose pattern can move, and for masks edited by hand.)
 
   The mask is stored in the state as one ``bool`` (1 byte) per masked weight.
-  Recomputing it costs 32 passes over the masked weights (64 for float64) and
-  runs only at update steps (``jax.lax.cond`` on ``params`` and the stored
+  Recomputing it costs 32 counting passes over the masked weights (64 for
+  float64), plus up to 31 when only some of the weights tied at the
+  threshold go, and runs only at update steps (``jax.lax.cond`` on ``params`` and the stored
   mask); between updates, with the state donated to ``jax.jit``, the stored
   mask is neither copied nor rewritten. Under ``"global"`` at most
-  ``2**31 - 2`` weights can be ranked jointly.
+  ``2**31 - 2`` weights can be ranked jointly (under ``"layer"``, per
+  leaf). On sharded params the only collective is an all-reduce of one count
+  per leaf per pass.
 
   Args:
     sparsity: final fraction of zeros, a float in ``[0, 1)``; under
@@ -509,59 +353,13 @@ def magnitude_prune(
     return [None if s is None else float(s)
             for s in jax.tree.leaves(full, is_leaf=_is_none)]
 
-  num_updates = (end_step - begin_step) // update_every + 1
-
-  def host_factor(t: int) -> float:
-    """``1 - (1 - progress)^power`` in float64, as documented."""
-    if end_step == begin_step:
-      progress = 1.0
-    else:
-      progress = min(max((t - begin_step) / (end_step - begin_step), 0.0),
-                     1.0)
-    return 1.0 - (1.0 - progress) ** power
-
-  @functools.lru_cache(maxsize=None)
-  def host_factors() -> np.ndarray:
-    return np.array([host_factor(begin_step + j * update_every)
-                     for j in range(num_updates)], np.float64)
-
-  def device_factor(t):
-    """The same in float32 on the device (fallback for huge tables)."""
-    if end_step == begin_step:
-      return jnp.ones((), jnp.float32)
-    progress = jnp.clip(
-        (t - begin_step).astype(jnp.float32) / float(end_step - begin_step),
-        0.0, 1.0)
-    return 1.0 - (1.0 - progress) ** power
-
-  def counts(t, group_targets, group_sizes):
-    """Number of weights to prune per group at update step ``t``."""
-    traced_target = any(isinstance(g, jax.core.Tracer) for g in group_targets)
-    pairs = sorted(set(zip(group_targets, group_sizes))) if not (
-        traced_target) else []
-    if not traced_target and num_updates * len(pairs) <= _MAX_COUNT_TABLE:
-      # Host table in float64: k[j, pair] at t = begin + j * update_every.
-      factors = host_factors()
-      tgt = np.array([q[0] for q in pairs], np.float64)
-      size = np.array([q[1] for q in pairs], np.float64)
-      table = np.rint((tgt[None, :] * factors[:, None]) * size[None, :])
-      table = np.clip(table, 0, size[None, :]).astype(np.int32)
-      where = {q: c for c, q in enumerate(pairs)}
-      col = np.array([where[q] for q in zip(group_targets, group_sizes)],
-                     np.int32)
-      j = jnp.clip((t - begin_step) // update_every, 0, num_updates - 1)
-      return jnp.asarray(table)[j][jnp.asarray(col)]
-    factor = device_factor(t)
-    ks = [jnp.clip(jnp.round(g * factor * n), 0, n).astype(jnp.int32)
-          for g, n in zip(group_targets, group_sizes)]
-    return jnp.stack(ks)
+  schedule = _PruneSchedule(begin_step, end_step, update_every, power)
 
   def init_fn(params):
     full_mask = resolve_mask(fn, mask, params)
     _check_float_leaves(fn, params, full_mask)
     leaf_targets(params)
-    if scope == "global":
-      _check_total(fn, _masked_size(params, full_mask))
+    _check_sizes(fn, scope, params, full_mask)
 
     def one(p, m):
       if p is None:
@@ -600,19 +398,18 @@ def magnitude_prune(
       # Ranks the current weights (this step's update is not an operand, so
       # XLA keeps fusing the inner optimizer's update with the mask below).
       # Weights pruned so far get the key -1, below every magnitude.
-      fdtype, idtype, nbits = _key_dtypes([p.dtype for p in ps])
-      keys = [jnp.where(o.reshape(-1), _magnitude_keys(p, fdtype, idtype),
+      fdtype, idtype, nbits = _ranking.key_dtypes([p.dtype for p in ps])
+      keys = [jnp.where(o, _ranking.magnitude_keys(p, fdtype, idtype),
                         jnp.asarray(-1, idtype)) for p, o in zip(ps, olds)]
+      sizes = [math.prod(p.shape) for p in ps]
       if scope == "global":
-        total = sum(p.size for p in ps)
-        _check_total(fn, total)
-        ks = counts(t, [sparsity], [total])
+        ks = schedule.counts(t, [sparsity], [sum(sizes)])
       else:
-        ks = counts(t, [sparsity if targets is None else targets[i]
-                        for i in idx], [p.size for p in ps])
-      flat = _prune_by_rank(keys, scope == "global", ks, nbits)
-      return [f.reshape(p.shape) for f, p in zip(flat, ps)]
+        ks = schedule.counts(t, [sparsity if targets is None else targets[i]
+                                 for i in idx], sizes)
+      return _ranking.prune_by_rank(keys, scope == "global", ks, nbits)
 
+    _check_sizes(fn, scope, params, full_mask)
     in_range = (t >= begin_step) & (t <= end_step)
     on_turn = ((t - begin_step) % update_every) == 0
     # The operands are params and the old mask only, and nothing reads the
@@ -635,10 +432,76 @@ def magnitude_prune(
   return PruneTransformation(init_fn, update_fn)
 
 
-def _masked_size(params: Any, full_mask: Any) -> int:
-  sizes = jax.tree.map(lambda p, m: int(np.size(p)) if m and p is not None
-                       else 0, params, full_mask, is_leaf=_is_none)
-  return sum(jax.tree.leaves(sizes))
+def _check_sizes(fn: str, scope: str, params: Any, full_mask: Any) -> None:
+  """int32 ranking: at most 2**31 - 2 weights per leaf, or jointly."""
+  sizes = [math.prod(np.shape(p)) for p, m in zip(
+      jax.tree.leaves(params, is_leaf=_is_none),
+      jax.tree.leaves(full_mask, is_leaf=_is_none)) if m and p is not None]
+  if scope == "global":
+    _ranking.check_total(fn, sum(sizes))
+  elif sizes and max(sizes) > _ranking.MAX_RANKED:
+    raise ValueError(f"`{fn}` ranks in int32: a leaf can hold at most "
+                     f"2**31 - 2 weights; got one of {max(sizes)}.")
+
+
+class _PruneSchedule:
+  """How many weights to prune at each update step (Zhu & Gupta's schedule).
+
+  ``counts(t, targets, sizes)`` is ``round(target * (1 - (1 - progress)^power)
+  * size)`` per ranking group, from an int32 table computed on the host in
+  float64 (one row per mask update, one column per distinct (target, size)),
+  or on the device in float32 when the table would exceed
+  ``_MAX_COUNT_TABLE`` entries or a target is traced.
+  """
+
+  def __init__(self, begin_step: int, end_step: int, update_every: int,
+               power: float):
+    self.begin, self.end, self.every, self.power = (begin_step, end_step,
+                                                    update_every, power)
+    self.num_updates = (end_step - begin_step) // update_every + 1
+
+  def host_factor(self, t: int) -> float:
+    """``1 - (1 - progress)^power`` in float64, as documented."""
+    if self.end == self.begin:
+      progress = 1.0
+    else:
+      progress = min(max((t - self.begin) / (self.end - self.begin), 0.0),
+                     1.0)
+    return 1.0 - (1.0 - progress) ** self.power
+
+  @functools.cached_property
+  def host_factors(self) -> np.ndarray:
+    return np.array([self.host_factor(self.begin + j * self.every)
+                     for j in range(self.num_updates)], np.float64)
+
+  def device_factor(self, t: jax.Array) -> jax.Array:
+    """The same in float32 on the device (fallback for huge tables)."""
+    if self.end == self.begin:
+      return jnp.ones((), jnp.float32)
+    progress = jnp.clip(
+        (t - self.begin).astype(jnp.float32) / float(self.end - self.begin),
+        0.0, 1.0)
+    return 1.0 - (1.0 - progress) ** self.power
+
+  def counts(self, t: jax.Array, targets: Sequence[Any],
+             sizes: Sequence[int]) -> jax.Array:
+    """int32 number of weights to prune per group at update step ``t``."""
+    traced = any(isinstance(g, jax.core.Tracer) for g in targets)
+    pairs = [] if traced else sorted(set(zip(targets, sizes)))
+    if not traced and self.num_updates * len(pairs) <= _MAX_COUNT_TABLE:
+      # k[j, pair] at t = begin + j * update_every.
+      tgt = np.array([q[0] for q in pairs], np.float64)
+      size = np.array([q[1] for q in pairs], np.float64)
+      table = np.rint((tgt[None, :] * self.host_factors[:, None])
+                      * size[None, :])
+      table = np.clip(table, 0, size[None, :]).astype(np.int32)
+      where = {q: c for c, q in enumerate(pairs)}
+      col = np.array([where[q] for q in zip(targets, sizes)], np.int32)
+      j = jnp.clip((t - self.begin) // self.every, 0, self.num_updates - 1)
+      return jnp.asarray(table)[j][jnp.asarray(col)]
+    factor = self.device_factor(t)
+    return jnp.stack([jnp.clip(jnp.round(g * factor * n), 0, n).astype(
+        jnp.int32) for g, n in zip(targets, sizes)])
 
 
 # ---------------------------------------------------------------------------
@@ -723,172 +586,3 @@ def _stateless_prune(fn: str, mask: MaskOrFn, check: Any,
                         is_leaf=_is_none), state
 
   return PruneTransformation(init_fn, update_fn)
-
-
-# ---------------------------------------------------------------------------
-# N:M structured sparsity.
-# ---------------------------------------------------------------------------
-
-
-def _check_nm(fn: str, n: Any, m: Any) -> tuple[int, int]:
-  m = _check_int(fn, "m", m, 1)
-  n = _check_int(fn, "n", n, 1)
-  if n > m:
-    raise ValueError(f"`{fn}(n=...)` must be <= m={m}; got {n}.")
-  return n, m
-
-
-def _check_axis_int(fn: str, axis: Any) -> int:
-  if isinstance(axis, bool):
-    raise TypeError(f"`{fn}(axis=...)` must be an int; got {axis!r}.")
-  try:
-    return operator.index(axis)
-  except TypeError:
-    raise TypeError(f"`{fn}(axis=...)` must be an int; "
-                    f"got {axis!r}.") from None
-
-
-def _nm_axis(fn: str, axis: int, m: int, shape: tuple[int, ...],
-             where: Optional[str]) -> int:
-  """Normalized axis; raises if it is out of range or not divisible by m."""
-  at = "" if where is None else f"the leaf at {where} of "
-  hint = "" if where is None else " Leave the leaf out with `mask=`."
-  ndim = len(shape)
-  if not -ndim <= axis < ndim:
-    raise ValueError(f"`{fn}(axis={axis})` is out of range for {at}shape "
-                     f"{shape}.{hint}")
-  ax = axis % ndim
-  if shape[ax] % m:
-    raise ValueError(f"`{fn}(m={m})`: axis {axis} of {at}shape {shape} has "
-                     f"length {shape[ax]}, not divisible by m={m}.{hint}")
-  return ax
-
-
-def _nm_keep(x: jax.Array, n: int, m: int, ax: int) -> jax.Array:
-  if n == m:
-    return jnp.ones(x.shape, jnp.bool_)
-  fdtype, idtype, _ = _key_dtypes([x.dtype])
-  xm = jnp.moveaxis(x, ax, -1)
-  shape = xm.shape
-  key = _magnitude_keys(xm, fdtype, idtype).reshape(
-      shape[:-1] + (shape[-1] // m, m))
-  # Descending by magnitude; stable, so among ties the lower index comes
-  # first. rank[i] = position of weight i in that order.
-  order = jnp.argsort(-key, axis=-1, stable=True)
-  rank = jnp.argsort(order, axis=-1, stable=True)
-  return jnp.moveaxis((rank < n).reshape(shape), -1, ax)
-
-
-def nm_mask(x: Any, n: int, m: int, axis: int = -1) -> jax.Array:
-  """N:M keep-mask: the ``n`` largest ``|x|`` of every ``m`` consecutive.
-
-  Along ``axis``, the weights are split into blocks of ``m`` consecutive
-  entries (``x.shape[axis]`` must be divisible by ``m``); in every block the
-  ``n`` largest magnitudes are kept, and among equal magnitudes the lower
-  index is kept first. NaN ranks above ``inf`` (kept first).
-
-  Args:
-    x: real floating-point array.
-    n: weights kept per block, ``0 < n <= m``.
-    m: block length, >= 1.
-    axis: the axis the blocks run along.
-
-  Returns:
-    A boolean array of ``x``'s shape, ``True`` where kept: exactly ``n``
-    ``True`` per block.
-
-  Raises:
-    ValueError: if ``n``/``m`` are out of range, ``axis`` is out of range, or
-      the axis length is not divisible by ``m``.
-
-  Examples:
-    >>> import jax.numpy as jnp, optax_l1
-    >>> x = jnp.array([[0.1, -0.9, 0.3, 0.2, 1.0, 1.0, 0.0, -1.0]])
-    >>> optax_l1.nm_mask(x, 2, 4).astype(int)
-    Array([[0, 1, 1, 0, 1, 1, 0, 0]], dtype=int32)
-  """
-  fn = "nm_mask"
-  n, m = _check_nm(fn, n, m)
-  axis = _check_axis_int(fn, axis)
-  x = jnp.asarray(x)
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise TypeError(f"`{fn}(x=...)` must be a real floating-point array; "
-                    f"got dtype {x.dtype}.")
-  ax = _nm_axis(fn, axis, m, x.shape, None)
-  return _nm_keep(x, n, m, ax)
-
-
-def nm_prune(
-    n: int,
-    m: int,
-    *,
-    axis: int = -1,
-    mask: MaskOrFn = None,
-) -> PruneTransformation:
-  """N:M structured sparsity: ``n`` nonzeros in every ``m`` consecutive.
-
-  Goes last in an ``optax.chain``. With ``z = params + updates``, every block
-  of ``m`` consecutive weights along ``axis`` keeps its ``n`` largest
-  ``|z|`` (among equal magnitudes the lower index is kept first; see
-  :func:`nm_mask`) and the rest become exactly ``0.0``:
-
-  .. math::
-
-    \\mathrm{new} = \\operatorname{nm\\_mask}(z) \\odot z.
-
-  The pattern is recomputed at every step from ``|z|`` (stateless), so a
-  removed weight competes again with the size of its next gradient step, as
-  in dynamic N:M training. To freeze the pattern after some steps, switch to
-  ``optax.chain(inner, keep_zeros())``. For 2:4 sparsity on GPUs with sparse
-  tensor cores, use ``n=2, m=4`` along the input (reduction) axis of each
-  kernel, ``axis=0`` for a Dense kernel of shape ``(inputs, outputs)``.
-
-  Args:
-    n: weights kept per block, ``0 < n <= m``.
-    m: block length, >= 1.
-    axis: the axis of each masked leaf the blocks run along; its length must
-      be divisible by ``m`` (checked per leaf).
-    mask: which leaves to prune, as in ``optax.masked`` (leave out biases and
-      other leaves whose ``axis`` does not fit). Unmasked leaves take the
-      plain step.
-
-  Returns:
-    A :class:`optax_l1.PruneTransformation` (an ``optax.GradientTransformationExtraArgs``) with state
-    ``optax.EmptyState()``.
-
-  Raises:
-    ValueError: if ``n`` or ``m`` are out of range; from ``init``/``update``
-      if ``axis`` does not fit a masked leaf (the message names the leaf and
-      its shape), or when ``params`` is ``None``.
-
-  Examples:
-    >>> import jax.numpy as jnp, optax, optax_l1
-    >>> w = jnp.array([[0.1, -0.9, 0.3, 0.2], [1.0, 0.5, -0.6, 0.0]])
-    >>> opt = optax.chain(optax.sgd(0.1), optax_l1.nm_prune(2, 4))
-    >>> updates, _ = opt.update(jnp.zeros((2, 4)), opt.init(w), w)
-    >>> optax.apply_updates(w, updates)
-    Array([[ 0. , -0.9,  0.3,  0. ],
-           [ 1. ,  0. , -0.6,  0. ]], dtype=float32)
-
-  References:
-    Mishra et al., Accelerating Sparse Deep Neural Networks, arXiv:2104.08378
-    (2021); Zhou et al., Learning N:M Fine-grained Structured Sparse Neural
-    Networks From Scratch, ICLR 2021.
-  """
-  fn = "nm_prune"
-  n, m = _check_nm(fn, n, m)
-  axis = _check_axis_int(fn, axis)
-
-  def check(params, full_mask):
-    def one(path, p, keep):
-      if keep and p is not None:
-        where = path_str(path)
-        val.check_float_leaf(fn, where, p)
-        _nm_axis(fn, axis, m, tuple(np.shape(p)), where)
-    jax.tree.map_with_path(one, params, full_mask, is_leaf=_is_none)
-
-  def leaf(u, p):
-    z = _plain_point(p, u)
-    return _drop(u, p, _nm_keep(z, n, m, axis % z.ndim))
-
-  return _stateless_prune(fn, mask, check, leaf)

@@ -22,10 +22,10 @@ import pytest
 from optax_l1 import _masks
 from optax_l1._masks import MagnitudePruneState
 from optax_l1._masks import keep_zeros
-from optax_l1._masks import magnitude_mask
 from optax_l1._masks import magnitude_prune
-from optax_l1._masks import nm_mask
-from optax_l1._masks import nm_prune
+from optax_l1._nm import nm_mask
+from optax_l1._nm import nm_prune
+from optax_l1._ranking import magnitude_mask
 
 
 # ---------------------------------------------------------------------------

@@ -53,7 +53,8 @@ import optax_l1
 from optax_l1 import ops
 
 try:  # Being written concurrently: test it only if its pure API is there.
-  from optax_l1._masks import magnitude_mask, nm_mask
+  from optax_l1._nm import nm_mask
+  from optax_l1._ranking import magnitude_mask
   HAVE_MASKS = True
 except Exception:  # pylint: disable=broad-except
   HAVE_MASKS = False
