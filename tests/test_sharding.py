@@ -90,6 +90,9 @@ CASES = {
         adam(), optax_l1.nm_prune(2, 4, axis=0, mask=only("w2", "w4"))),
     "chain_nm_last_axis": lambda: optax.chain(
         adam(), optax_l1.nm_prune(1, 4, axis=-1)),
+    "chain_scad_lq": lambda: optax.chain(
+        adam(), optax_l1.prox_scad(0.8, 3.7, LR, mask=only("w2")),
+        optax_l1.prox_lq(0.3, LR, mask=only("w4", "b"))),
 }
 
 
@@ -211,12 +214,12 @@ def children():
 
 
 CASES = ("proximal_l1", "chain_elastic_net", "proximal_l0_mcp",
-         "proximal_group_filters", "chain_group_rows", "proximal_sparse_group",
+         "chain_scad_lq", "proximal_group_filters", "chain_group_rows", "proximal_sparse_group",
          "chain_prune_layer", "proximal_prune_global", "chain_keep_zeros",
          "proximal_nm_axis0", "chain_nm_last_axis")
 LAYOUTS = ("w2_0_w4_0", "w2_1_w4_1", "w2_0_w4_2", "w2_1_w4_3")
 ELEMENTWISE = ("proximal_l1", "chain_elastic_net", "proximal_l0_mcp",
-               "chain_keep_zeros")
+               "chain_scad_lq", "chain_keep_zeros")
 PRUNING = ("chain_prune_layer", "proximal_prune_global")
 LEAVES = 3
 
