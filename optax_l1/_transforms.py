@@ -367,6 +367,18 @@ def prox_elastic_net(
                               {"l1": l1, "l2": l2}, mask)
 
 
+def _one_of_axis_groups(fn: str, axis: Any, groups: Any, mask: Any) -> bool:
+  """True for ``groups=``, False for ``axis=``; raises unless exactly one."""
+  if (axis is None) == (groups is None):
+    raise ValueError(f"`{fn}` needs exactly one of `axis=` (groups within "
+                     f"each leaf) and `groups=` (groups across leaves); got "
+                     f"axis={axis!r}, groups={groups!r}.")
+  if groups is not None and mask is not None:
+    raise ValueError(f"`{fn}(groups=...)` says which leaves are penalized; "
+                     "`mask=` applies to `axis=` only.")
+  return groups is not None
+
+
 def _axis_checker(fn: str, axis: ops.Axis) -> Callable[[str, jax.Array], None]:
   if isinstance(axis, bool) or not (
       isinstance(axis, int)
@@ -389,7 +401,8 @@ def prox_group_lasso(
     lam: ScalarOrSchedule,
     learning_rate: Optional[ScalarOrSchedule] = None,
     *,
-    axis: ops.Axis,
+    axis: Optional[ops.Axis] = None,
+    groups: Any = None,
     scale_by_size: bool = False,
     mask: MaskOrFn = None,
 ) -> ProxTransformation:
@@ -409,14 +422,27 @@ def prox_group_lasso(
   With ``lam`` unscaled this is scikit-learn's ``MultiTaskLasso(alpha=lam)``
   for ``W`` of shape ``(n_features, n_tasks)`` and ``axis=1``.
 
+  Groups that span several leaves (an attention head: its query, key and
+  value columns and its output rows; a hidden unit: its input column, bias
+  and output row) are given with ``groups=`` instead of ``axis=``: for every
+  leaf a ``(set name, axis)`` tuple or ``None``, usually written by
+  :func:`optax_l1.group_by_path`. Group ``g`` of a set is the union of its
+  leaves' slices at index ``g`` along their axes
+  (:func:`optax_l1.ops.group_lasso_sets`); leaves in no set are left alone.
+
   Args:
     lam: group penalty strength, >= 0 (float or schedule).
     learning_rate: the optimizer's learning rate, > 0 (optional under
       :func:`optax_l1.proximal`; see :func:`prox_l1`).
     axis: axis or axes of each leaf that the group norm runs over; checked
-      against every masked leaf's rank.
+      against every masked leaf's rank. Exactly one of ``axis`` and
+      ``groups``.
+    groups: group sets across leaves: a callable of params (e.g.
+      :func:`optax_l1.group_by_path`) or a pytree like params of
+      ``(name, axis)`` / ``None``.
     scale_by_size: multiply ``lam`` by ``sqrt(group size)``.
-    mask: which leaves to regularize (``optax.masked`` convention).
+    mask: which leaves to regularize (``optax.masked`` convention; with
+      ``axis`` only).
 
   Returns:
     A :class:`ProxTransformation`.
@@ -437,6 +463,10 @@ def prox_group_lasso(
   """
   fn = "prox_group_lasso"
   val.check_nonnegative(fn, "lam", lam)
+  if _one_of_axis_groups(fn, axis, groups, mask):
+    from optax_l1 import _group_sets  # pylint: disable=g-import-not-at-top
+    return _group_sets.transformation(fn, groups, lam, learning_rate, None,
+                                      scale_by_size)
   check_leaf = _axis_checker(fn, axis)
 
   def leaf_prox(z, step, _, lam):
@@ -451,7 +481,8 @@ def prox_sparse_group_lasso(
     lam: ScalarOrSchedule,
     learning_rate: Optional[ScalarOrSchedule] = None,
     *,
-    axis: ops.Axis,
+    axis: Optional[ops.Axis] = None,
+    groups: Any = None,
     scale_by_size: bool = False,
     mask: MaskOrFn = None,
 ) -> ProxTransformation:
@@ -467,8 +498,11 @@ def prox_sparse_group_lasso(
     learning_rate: the optimizer's learning rate, > 0 (optional under
       :func:`optax_l1.proximal`; see :func:`prox_l1`).
     axis: axes the group norm runs over (as in :func:`prox_group_lasso`).
+    groups: group sets across leaves, instead of ``axis`` (as in
+      :func:`prox_group_lasso`).
     scale_by_size: multiply ``lam`` by ``sqrt(group size)``.
-    mask: which leaves to regularize (``optax.masked`` convention).
+    mask: which leaves to regularize (``optax.masked`` convention; with
+      ``axis`` only).
 
   Returns:
     A :class:`ProxTransformation`.
@@ -489,6 +523,10 @@ def prox_sparse_group_lasso(
   fn = "prox_sparse_group_lasso"
   val.check_nonnegative(fn, "l1", l1)
   val.check_nonnegative(fn, "lam", lam)
+  if _one_of_axis_groups(fn, axis, groups, mask):
+    from optax_l1 import _group_sets  # pylint: disable=g-import-not-at-top
+    return _group_sets.transformation(fn, groups, lam, learning_rate, l1,
+                                      scale_by_size)
   check_leaf = _axis_checker(fn, axis)
 
   def leaf_prox(z, step, _, l1, lam):

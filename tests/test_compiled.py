@@ -16,7 +16,7 @@ matrix of 4M entries, compiled but never run (abstract inputs):
   cache. The first version needed six.
 
 The group proxes also use a few slab-sized buffers
-(``ops.GROUP_BLOCK_ELEMENTS`` entries each).
+(``_group.BLOCK_ELEMENTS`` entries each).
 """
 
 import jax
@@ -25,6 +25,7 @@ import optax
 import pytest
 
 import optax_l1
+from optax_l1 import _group
 from optax_l1 import ops
 
 LR = 1e-3
@@ -73,10 +74,10 @@ PARAMS = [(name, axis) for name, (_, full) in CASES.items()
 
 @pytest.mark.parametrize("name, axis", PARAMS)
 def test_full_size_temporaries(name, axis):
-  assert ops._group_block_elements() > 0  # one CPU device: the slab schedule
+  assert _group._block_elements() > 0  # one CPU device: the slab schedule
   make, full = CASES[name]
   got = full_size_temporaries(make(axis))
-  # Slabs: at most 8 arrays of GROUP_BLOCK_ELEMENTS entries (1/16 of SHAPE
+  # Slabs: at most 8 arrays of _group.BLOCK_ELEMENTS entries (1/16 of SHAPE
   # each); 0.01 for scalars.
-  slabs = 8 * ops.GROUP_BLOCK_ELEMENTS / (SHAPE[0] * SHAPE[1])
+  slabs = 8 * _group.BLOCK_ELEMENTS / (SHAPE[0] * SHAPE[1])
   assert full - 0.01 <= got <= full + (slabs if full else 0.01), got

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import optimize
 
+from optax_l1 import _group
 from optax_l1 import ops
 
 RNG = np.random.default_rng(0)
@@ -97,15 +98,15 @@ def _group_prox_rows(z, s, lam):
 @pytest.mark.parametrize("axis, l1", [(1, None), (0, None), (1, 1.0),
                                       (0, 1.0)])
 def test_group_lasso_diagonal_metric_in_blocks(axis, l1):
-  """Above GROUP_BLOCK_ELEMENTS the CPU runs the groups in slabs, the last
+  """Above _group.BLOCK_ELEMENTS the CPU runs the groups in slabs, the last
   one shifted back: every group still matches the float64 reference, for
   the group lasso and (``l1``) the sparse group lasso, the group prox of
   the soft-thresholded point."""
-  assert ops._group_block_elements() == ops.GROUP_BLOCK_ELEMENTS > 0
+  assert _group._block_elements() == _group.BLOCK_ELEMENTS > 0
   rng = np.random.default_rng(3)
   z = np.float32(rng.normal(size=(1100, 512)) * 0.05)
   s = np.float32(10.0 ** rng.uniform(-3, -1, size=z.shape))
-  assert z.size > 2 * ops.GROUP_BLOCK_ELEMENTS
+  assert z.size > 2 * _group.BLOCK_ELEMENTS
   zt = np.float64(z)
   if l1 is not None:
     zt = np.sign(zt) * np.maximum(np.abs(zt) - np.float64(s) * l1, 0)
@@ -163,8 +164,8 @@ def test_group_lasso_block_schedule_is_the_same_prox(block):
   zc, sc = jnp.asarray(z, jnp.float32), jnp.asarray(s, jnp.float32)
   lam = jnp.float32(1.5)
   axes = (0, 2)  # groups: the 13 slices z[:, j, :] of 35 entries
-  whole = np.asarray(ops._group_prox_diagonal(zc, sc, lam, None, axes, 0))
-  blocks = np.asarray(ops._group_prox_diagonal(zc, sc, lam, None, axes,
+  whole = np.asarray(_group._single_diagonal(zc, sc, lam, None, axes, 0))
+  blocks = np.asarray(_group._single_diagonal(zc, sc, lam, None, axes,
                                                   block))
   np.testing.assert_array_equal(np.isnan(blocks), np.isnan(whole))
   np.testing.assert_array_equal(blocks == 0, whole == 0)
