@@ -63,6 +63,19 @@ def _flat_index(shape: tuple[int, ...], offset: int) -> jax.Array:
   return jnp.broadcast_to(idx, shape)
 
 
+def _count(b: jax.Array) -> jax.Array:
+  """The number of True entries of ``b``, int32, exactly.
+
+  Summed as float32 ones along the last axis first (XLA:CPU vectorizes that
+  about twice as fast as an int32 sum; exact below 2^24 per row), then the
+  row counts as int32.
+  """
+  if b.ndim == 0 or b.shape[-1] >= 2**24:
+    return jnp.sum(b, dtype=jnp.int32)
+  rows = jnp.sum(jnp.where(b, jnp.float32(1), jnp.float32(0)), axis=-1)
+  return jnp.sum(rows.astype(jnp.int32), dtype=jnp.int32)
+
+
 def prune_by_rank(keys: Sequence[jax.Array], joint: bool, ks: jax.Array,
                   nbits: int) -> list[jax.Array]:
   """Keep-masks that remove exactly ``k`` smallest keys per ranking group.
@@ -93,8 +106,7 @@ def prune_by_rank(keys: Sequence[jax.Array], joint: bool, ks: jax.Array,
 
   def counts(pred) -> jax.Array:
     """``sum(pred(leaf, key))`` per ranking group, int32."""
-    per_leaf = jnp.stack([jnp.sum(pred(i, k), dtype=jnp.int32)
-                          for i, k in enumerate(keys)])
+    per_leaf = jnp.stack([_count(pred(i, k)) for i, k in enumerate(keys)])
     return jnp.sum(per_leaf, keepdims=True) if joint else per_leaf
 
   # Magnitude bisection. Keys are >= -1. Invariant: count(key <= hi) >= k;
