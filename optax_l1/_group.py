@@ -368,7 +368,7 @@ def _solve(groups: _Groups, z2: list[jax.Array], cs: list[jax.Array],
 
   _, rho, _, _, _ = jax.lax.while_loop(
       cond, body, (jnp.zeros((), jnp.int32), rho, lo, hi,
-                   jnp.zeros(rho.shape, bool)))
+                   jnp.zeros_like(rho, dtype=bool)))
   return rho
 
 

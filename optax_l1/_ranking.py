@@ -66,11 +66,14 @@ def _flat_index(shape: tuple[int, ...], offset: int) -> jax.Array:
 def _count(b: jax.Array) -> jax.Array:
   """The number of True entries of ``b``, int32, exactly.
 
-  Summed as float32 ones along the last axis first (XLA:CPU vectorizes that
-  about twice as fast as an int32 sum; exact below 2^24 per row), then the
-  row counts as int32.
+  On a single device, summed as float32 ones along the last axis first
+  (XLA:CPU vectorizes that about twice as fast as an int32 sum; exact below
+  2^24 per row), then the row counts as int32. On several devices, one int32
+  sum: the row counts of a leaf sharded along its last axis would be
+  all-reduced, an operand that grows with the leaf.
   """
-  if b.ndim == 0 or b.shape[-1] >= 2**24:
+  if (b.ndim == 0 or b.shape[-1] >= 2**24 or jax.device_count() > 1
+      or jax.default_backend() != "cpu"):
     return jnp.sum(b, dtype=jnp.int32)
   rows = jnp.sum(jnp.where(b, jnp.float32(1), jnp.float32(0)), axis=-1)
   return jnp.sum(rows.astype(jnp.int32), dtype=jnp.int32)
