@@ -4,6 +4,15 @@ The reports this answers: "L1 on the first layer never gives true zeros, no
 matter how high lam" (PyTorch, 10 features, only the first 2 informative) and
 "parameters reach 1e-3 and stop, I want to select features" (TensorFlow).
 
+In one line, with scikit-learn's conventions (step 0 below):
+
+    from optax_l1.selection import FeatureSelector
+    support = FeatureSelector(n_features_to_select=2,
+                              task="regression").fit(X, y).support_
+
+The rest of this script does by hand what FeatureSelector does inside, to
+show the parts:
+
 The first Dense kernel ``(inputs, hidden)`` carries ``lam * sum_j ||W[j, :]||``
 (one group per input row), applied as an exact proximal step in Adam's metric:
 
@@ -16,6 +25,8 @@ shrinking the first layer and growing the next (``relu(c x) = c relu(x)``).
 
 Steps:
 
+0. ``FeatureSelector(n_features_to_select=k, task=...)`` with k the number
+   of informative inputs: the whole path and selection in one call.
 1. Regularization path, dense to sparse as in LassoNet: a dense fit, then
    increasing lams, each fit warm-started from the last. Inputs drop out one
    by one; the largest lam at which an input survives ranks it.
@@ -57,6 +68,7 @@ import optax
 from flax import nnx
 
 import optax_l1
+from optax_l1.selection import FeatureSelector
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import _common  # pylint: disable=g-import-not-at-top,g-bad-import-order
@@ -159,6 +171,15 @@ def run(problem: dict[str, Any], epochs: int, n_lams: Optional[int],
       return jnp.mean(out.argmax(-1) == y_va)
     return 1 - jnp.mean((out - y_va) ** 2) / jnp.var(y_va)
 
+  # 0. The one-liner.
+  start = time.perf_counter()
+  k_inf = len(problem["informative"])
+  selector = FeatureSelector(n_features_to_select=k_inf, task=name,
+                             random_state=seed).fit(np.asarray(X_tr),
+                                                    np.asarray(y_tr))
+  selector_selected = selector.get_support(indices=True).tolist()
+  selector_seconds = time.perf_counter() - start
+
   every = jnp.ones(n_in, jnp.float32)
   start = time.perf_counter()
   # 1. Dense start, then the dense-to-sparse path.
@@ -192,8 +213,11 @@ def run(problem: dict[str, Any], epochs: int, n_lams: Optional[int],
   small_out = _common.mlp_apply(small.layers, X_va[:, small.inputs])
   small_out = small_out if classify else small_out[:, 0]
   compact_diff = float(jnp.max(jnp.abs(predict(sparsest, X_va) - small_out)))
-  k_inf = len(problem["informative"])
   return {
+      "selector_selected": selector_selected,
+      "selector_exact": selector_selected == problem["informative"],
+      "selector_seconds": selector_seconds,
+      "selector_lams": len(selector.path_.lams),
       "name": name, "informative": problem["informative"], "path": path,
       "dense_score": dense_score, "ranking": ranking.tolist(),
       "top_k_is_informative": sorted(ranking[:k_inf].tolist())
@@ -229,6 +253,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
           f"{n_in}-{HIDDEN}-{HIDDEN}, group lasso on hidden1's rows under "
           f"proximal(adam({LR:g})), ridge {RIDGE:g} on the other kernels; "
           f"{epochs} full-batch steps per fit ({r['seconds']:.1f} s in all)")
+    print(f"  FeatureSelector(n_features_to_select="
+          f"{len(r['informative'])}, task={name!r}): inputs "
+          f"{r['selector_selected']} "
+          f"({'exactly the informative set' if r['selector_exact'] else 'NOT the informative set'}; "
+          f"{r['selector_lams']} lams, {r['selector_seconds']:.1f} s)")
+    print("  by hand:")
     print(f"  dense start: {metric} {r['dense_score']:.4f}")
     print(f"  {'lam':>8}  {'kept':>4}  {metric:>8}  surviving inputs")
     for lam, kept_row, m in zip(p.lams, p.kept, p.metrics):

@@ -46,6 +46,7 @@ Examples:
 """
 
 from optax_l1 import ops
+from optax_l1 import selection
 from optax_l1._export import CompactMLP
 from optax_l1._export import compact_mlp
 from optax_l1._export import leaf_path
@@ -59,6 +60,7 @@ from optax_l1._export import surviving_inputs
 from optax_l1._export import surviving_units
 from optax_l1._export import to_bcoo
 from optax_l1._group_sets import group_by_path
+from optax_l1._hier import prox_hier
 from optax_l1._masks import MagnitudePruneState
 from optax_l1._masks import keep_zeros
 from optax_l1._masks import magnitude_prune
@@ -68,6 +70,7 @@ from optax_l1._proximal import ProximalState
 from optax_l1._proximal import proximal
 from optax_l1._ranking import magnitude_mask
 from optax_l1._regpath import RegularizationPath
+from optax_l1._regpath import extend_path
 from optax_l1._regpath import plot_path
 from optax_l1._regpath import regularization_path
 from optax_l1._report import LeafSparsity
@@ -99,6 +102,7 @@ __all__ = (
     "RegularizationPath",
     "SparsityReport",
     "compact_mlp",
+    "extend_path",
     "group_by_path",
     "hard_threshold",
     "keep_zeros",
@@ -114,6 +118,7 @@ __all__ = (
     "plot_path",
     "prox_elastic_net",
     "prox_group_lasso",
+    "prox_hier",
     "prox_l1",
     "prox_lq",
     "prox_mcp",
@@ -122,6 +127,7 @@ __all__ = (
     "proximal",
     "regularization_path",
     "save_sparse",
+    "selection",
     "sparsity",
     "sparsity_report",
     "surviving",

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from optax_l1 import _group
 from optax_l1._group import group_lasso_sets
 from optax_l1._group import normalize_axis
+from optax_l1._hier import hier_prox
 from optax_l1._nonconvex import lq, mcp, scad
 
 ArrayLike = jax.typing.ArrayLike
@@ -49,6 +50,7 @@ __all__ = [
     "scad",
     "lq",
     "group_lasso_sets",
+    "hier_prox",
     "normalize_axis",
 ]
 

@@ -53,6 +53,7 @@ def _api_entries() -> dict[str, list[str]]:
 def _public() -> set[str]:
   names = {f"optax_l1.{n}" for n in optax_l1.__all__}
   names |= {f"optax_l1.ops.{n}" for n in ops.__all__}
+  names |= {f"optax_l1.selection.{n}" for n in optax_l1.selection.__all__}
   return names
 
 
@@ -87,6 +88,8 @@ def test_every_public_name_has_an_api_entry():
 def test_every_ops_name_has_an_api_entry():
   entries = _api_entries()
   missing = [n for n in ops.__all__ if f"optax_l1.ops.{n}" not in entries]
+  missing += [n for n in optax_l1.selection.__all__
+              if f"optax_l1.selection.{n}" not in entries]
   assert not missing, (
       f"names in optax_l1.ops.__all__ without an entry in docs/api/ops.rst: "
       f"{missing}. Add `.. autofunction:: NAME` there.")
@@ -94,7 +97,8 @@ def test_every_ops_name_has_an_api_entry():
 
 def test_every_api_entry_is_a_public_name_documented_once():
   entries = _api_entries()
-  documented = {n for n in entries if n not in ("optax_l1", "optax_l1.ops")}
+  documented = {n for n in entries
+                if n not in ("optax_l1", "optax_l1.ops", "optax_l1.selection")}
   stale = sorted(documented - _public())
   assert not stale, (f"docs/api/*.rst documents names that are not in "
                      f"__all__ (removed or renamed?): {stale}")
