@@ -56,6 +56,8 @@ from typing import Any, Union
 import jax
 import jax.numpy as jnp
 
+from optax_l1._lazy import LazyStep
+
 ArrayLike = jax.typing.ArrayLike
 Axis = Union[int, Sequence[int]]
 
@@ -392,26 +394,31 @@ def _block_elements() -> int:
 
 
 def _by_slabs(core: Callable[..., jax.Array], zc: jax.Array,
-              s: jax.Array | None, axes: tuple[int, ...],
-              block: int) -> jax.Array:
+              s: Any, axes: tuple[int, ...], block: int) -> jax.Array:
   """``core(zc, s)``, or with ``block > 0`` slab by slab.
 
   The array is cut along its longest non-group axis into slabs of about
   ``block`` entries (whole groups, no transpose) that ``core(zb, sb,
   dot_sums=True)`` processes one at a time in a loop that overwrites ``zc``
-  in place; the result is the same computation group by group.
+  in place; the result is the same computation group by group. ``s`` is
+  None, an array of ``zc``'s shape, or a :class:`LazyStep` whose operands
+  have ``zc``'s shape: then each slab's step is computed from the operands'
+  slabs and the full-size step is never a buffer of its own.
   """
+  if isinstance(s, LazyStep) and not (block and zc.size):
+    s = s()
   size = math.prod(zc.shape[a] for a in axes)
   rest = [i for i in range(zc.ndim) if i not in axes]
   if not zc.size:
     return zc  # no groups, or only empty ones: nothing to do
+  whole = lambda: core(zc, s() if isinstance(s, LazyStep) else s)
   if not block or not size or not rest:
-    return core(zc, s)
+    return whole()
   ax = max(rest, key=lambda i: zc.shape[i])  # the axis cut into slabs
   n = zc.shape[ax]
   width = max(1, block // (zc.size // n))  # slab width along `ax`
   if n < 2 * width:
-    return core(zc, s)
+    return whole()
 
   # The last slab is shifted back to end at the array's end; the groups it
   # shares with the slab before (done already) keep their values. (A tail
@@ -424,8 +431,13 @@ def _by_slabs(core: Callable[..., jax.Array], zc: jax.Array,
   def body(i, out):
     start = jnp.minimum(i * width, n - width)
     zb = jax.lax.dynamic_slice_in_dim(out, start, width, ax)
-    sb = None if s is None else jax.lax.dynamic_slice_in_dim(s, start,
-                                                             width, ax)
+    cut = lambda a: jax.lax.dynamic_slice_in_dim(a, start, width, ax)
+    if s is None:
+      sb = None
+    elif isinstance(s, LazyStep):
+      sb = s.fn(*[cut(o) for o in s.operands])
+    else:
+      sb = cut(s)
     new = jnp.where(start + pos >= i * width, core(zb, sb, dot_sums=True), zb)
     return jax.lax.dynamic_update_slice_in_dim(out, new, start, ax)
 
@@ -445,16 +457,21 @@ def _single_scalar(zc, step, lam_g, l1, axes, block):
   return _by_slabs(core, zc, None, axes, block)
 
 
-@functools.partial(jax.jit, static_argnames=("axes", "block"))
-def _single_diagonal(zc, s, lam_g, l1, axes, block):
-  """Diagonal-metric group prox of one array (jitted so that eager calls
-  compile once per shape; under an outer jit it is inlined)."""
+def _diagonal_slabs(zc, s, lam_g, l1, axes, block):
+  """Diagonal-metric group prox of one array; ``s`` an array or a
+  :class:`LazyStep`."""
   def core(zb, sb, dot_sums=False):
     if l1 is not None:
       zb = _soft(zb, sb * l1)
     return _diagonal([zb], [sb], lam_g,
                      _Groups.single(zb.shape, axes, dot_sums))[0]
   return _by_slabs(core, zc, s, axes, block)
+
+
+# Jitted so that eager calls compile once per shape; under an outer jit it is
+# inlined.
+_single_diagonal = functools.partial(jax.jit, static_argnames=(
+    "axes", "block"))(_diagonal_slabs)
 
 
 def group_lasso_one(z: ArrayLike, step: ArrayLike, lam: ArrayLike,
@@ -472,6 +489,16 @@ def group_lasso_one(z: ArrayLike, step: ArrayLike, lam: ArrayLike,
   if scale_by_size:
     lam_g = lam_g * jnp.sqrt(jnp.asarray(
         math.prod(z.shape[a] for a in axes), ct))
+  if isinstance(step, LazyStep):
+    # From proximal (inside its jit): evaluated slab by slab.
+    lazy = step.map(lambda x: x.astype(ct))
+    if l1 is not None:
+      l1 = jnp.asarray(l1).astype(ct)
+      if l1.ndim:
+        lazy = lazy()
+        zc, l1 = _soft(zc, lazy * l1), None
+    return _diagonal_slabs(zc, lazy, lam_g, l1, axes,
+                           _block_elements()).astype(dtype)
   step = jnp.asarray(step)
   if l1 is not None:
     l1 = jnp.asarray(l1).astype(ct)

@@ -64,6 +64,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optax_l1._lazy import LazyStep
+
 # Kinds of link.
 SCALE = "scale"
 SCHEDULE = "schedule"
@@ -368,12 +370,16 @@ def _tree_norm(x: Any) -> jax.Array:
 
 def _preconditioner(kind: str, hp: dict[str, Any], st: Any) -> Any:
   """Per-coordinate factor of one preconditioner, from its state after the
-  step (``1`` where the second moment is exactly 0), in each moment's dtype."""
+  step (``1`` where the second moment is exactly 0), in each moment's dtype,
+  as a :class:`optax_l1._lazy.LazyStep` per leaf."""
   eps = hp["eps"]
 
   def none_safe(fn, *trees):
-    return jax.tree.map(lambda *a: None if a[0] is None else fn(*a), *trees,
-                        is_leaf=lambda x: x is None)
+    # Lazy: proximal passes fn and the moments to the proxes, which evaluate
+    # it where they use it (fused, or slab by slab).
+    return jax.tree.map(
+        lambda *a: None if a[0] is None else LazyStep(fn, a),
+        *trees, is_leaf=lambda x: x is None)
 
   def no_info(v, p):
     return jnp.where(v == 0, jnp.ones((), p.dtype), p)

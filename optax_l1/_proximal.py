@@ -37,6 +37,8 @@ from optax._src import transform as _otx  # state types (public via optax.*)
 
 from optax_l1 import _metric
 from optax_l1 import _transforms
+from optax_l1._lazy import LazyStep
+from optax_l1._lazy import materialize
 from optax_l1._transforms import ProxTransformation
 from optax_l1._transforms import PruneTransformation
 
@@ -121,9 +123,13 @@ def _step(link: _metric.Link, grads: Any, old: Any, new: Any,
   if elem is None:
     return jax.tree.map(lambda p: None if p is None else step, params,
                         is_leaf=lambda x: x is None)
+  def leaf(e):
+    if e is None:
+      return None
+    return e.map(lambda p: step.astype(p.dtype) * p)
   return jax.tree.map(
-      lambda e: None if e is None else step.astype(e.dtype) * e, elem,
-      is_leaf=lambda x: x is None)
+      leaf, elem,
+      is_leaf=lambda x: x is None or isinstance(x, LazyStep))
 
 
 # Fields of each known state that hold one value per parameter.
@@ -271,8 +277,15 @@ def proximal(
     step = _step(link, grads, state.inner_state, inner_state, params)
     new_states = []
     pruned = None
+    eager_step = None
     for p, s in zip(proxes, state.prox_states):
-      updates, s = p.update(updates, s, params, step=step)
+      if getattr(p.update, "lazy_step", False):
+        step_p = step
+      else:
+        if eager_step is None:
+          eager_step = materialize(step)
+        step_p = eager_step
+      updates, s = p.update(updates, s, params, step=step_p)
       new_states.append(s)
       if isinstance(p, PruneTransformation):
         zero = jax.tree.map(

@@ -35,7 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optax_l1 import _group
 from optax_l1 import _validation as val
+from optax_l1._lazy import LazyStep
+from optax_l1._lazy import materialize
 from optax_l1 import ops
 from optax_l1._tree import MaskOrFn, path_str, resolve_mask
 
@@ -113,6 +116,7 @@ def _prox_transformation(
     per_leaf: Optional[Any] = None,
     check_leaf: Optional[Callable[[str, jax.Array], None]] = None,
     constraints: Optional[dict[str, Callable[[jax.Array], jax.Array]]] = None,
+    lazy_step: bool = False,
 ) -> ProxTransformation:
   """Builds a proximal transformation from a per-leaf operator.
 
@@ -131,6 +135,8 @@ def _prox_transformation(
     constraints: ``name -> test`` for hyperparameters; a scheduled or
       injected value that fails its test at run time makes the update NaN
       (constants are checked at construction). Default: every one ``>= 0``.
+    lazy_step: ``leaf_prox`` accepts a :class:`LazyStep` (under
+      :func:`optax_l1.proximal`).
   """
   if learning_rate is not None:
     val.check_positive(fn, "learning_rate", learning_rate)
@@ -240,6 +246,7 @@ def _prox_transformation(
     return new_updates, state
 
   update_fn.prox_info = (fn, learning_rate)
+  update_fn.lazy_step = lazy_step
   return ProxTransformation(init_fn, update_fn)
 
 
@@ -470,10 +477,10 @@ def prox_group_lasso(
   check_leaf = _axis_checker(fn, axis)
 
   def leaf_prox(z, step, _, lam):
-    return ops.group_lasso(z, step, lam, axis, scale_by_size)
+    return _group.group_lasso_one(z, step, lam, axis, scale_by_size, None)
 
   return _prox_transformation(fn, leaf_prox, learning_rate, {"lam": lam},
-                              mask, check_leaf=check_leaf)
+                              mask, check_leaf=check_leaf, lazy_step=True)
 
 
 def prox_sparse_group_lasso(
@@ -530,11 +537,11 @@ def prox_sparse_group_lasso(
   check_leaf = _axis_checker(fn, axis)
 
   def leaf_prox(z, step, _, l1, lam):
-    return ops.sparse_group_lasso(z, step, l1, lam, axis, scale_by_size)
+    return _group.group_lasso_one(z, step, lam, axis, scale_by_size, l1)
 
   return _prox_transformation(fn, leaf_prox, learning_rate,
                               {"l1": l1, "lam": lam}, mask,
-                              check_leaf=check_leaf)
+                              check_leaf=check_leaf, lazy_step=True)
 
 
 def hard_threshold(

@@ -11,9 +11,10 @@ matrix of 4M entries, compiled but never run (abstract inputs):
 * elementwise proxes fuse into Adam's update: no temporary;
 * a group prox with a scalar step (plain chain) needs the point
   ``z = params + updates`` once, for its group norms;
-* a group prox in Adam's or Adagrad's per-coordinate metric needs two, the
-  point and the step ``lr * P``: its Newton passes run slab by slab in
-  cache. The first version needed six.
+* a group prox in Adam's or Adagrad's per-coordinate metric needs the point
+  too, and no more: its Newton passes run slab by slab in cache, and the
+  step ``lr * P`` is computed slab by slab from the optimizer's moments
+  (``optax_l1._lazy.LazyStep``). The first version needed six.
 
 The group proxes also use a few slab-sized buffers
 (``_group.BLOCK_ELEMENTS`` entries each).
@@ -43,13 +44,14 @@ CASES = {
         optax.adam(LR), optax_l1.prox_mcp(1.0, 3.0, LR)), 0.0),
     "chain_group": (lambda ax: optax.chain(
         optax.adam(LR), optax_l1.prox_group_lasso(1.0, LR, axis=ax)), 1.0),
+    # The point z; the step is computed slab by slab from the moments.
     "proximal_group": (lambda ax: optax_l1.proximal(
-        optax.adam(LR), optax_l1.prox_group_lasso(1.0, LR, axis=ax)), 2.0),
+        optax.adam(LR), optax_l1.prox_group_lasso(1.0, LR, axis=ax)), 1.0),
     "proximal_adagrad_group": (lambda ax: optax_l1.proximal(
-        optax.adagrad(LR), optax_l1.prox_group_lasso(1.0, LR, axis=ax)), 2.0),
+        optax.adagrad(LR), optax_l1.prox_group_lasso(1.0, LR, axis=ax)), 1.0),
     "proximal_sparse_group": (lambda ax: optax_l1.proximal(
         optax.adam(LR), optax_l1.prox_sparse_group_lasso(0.1, 1.0, LR,
-                                                         axis=ax)), 2.0),
+                                                         axis=ax)), 1.0),
 }
 
 
