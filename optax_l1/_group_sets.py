@@ -165,12 +165,7 @@ def transformation(fn: str, groups: GroupsOrFn, lam: Any,
     return v(count) if callable(v) else v
 
   def init_fn(params):
-    if learning_rate is None and not _transforms._INSIDE_PROXIMAL.get():  # pylint: disable=protected-access
-      raise ValueError(
-          f"`{fn}` has no learning_rate. In optax.chain(opt, {fn}(...)) it "
-          "cannot see opt's learning rate: pass the same one, "
-          f"{fn}(..., learning_rate=lr), or use optax_l1.proximal(opt, "
-          f"{fn}(...)), which reads it from opt.")
+    _transforms.check_learning_rate_at_init(fn, learning_rate)
     _resolve(fn, groups, params)
     if scheduled:
       return _transforms.ProxState(count=jnp.zeros([], jnp.int32))
@@ -179,8 +174,7 @@ def transformation(fn: str, groups: GroupsOrFn, lam: Any,
   def update_fn(updates, state, params=None, *, step=None, **extra_args):
     del extra_args
     if params is None:
-      raise ValueError(f"`{fn}` computes new parameters: pass `params` to "
-                       "`update(updates, state, params)`.")
+      raise _transforms.params_required(fn)
     sets = _resolve(fn, groups, params)
     count = state.count if scheduled else None
     hp = {k: evaluate(v, count) for k, v in hyper.items()}
@@ -189,11 +183,7 @@ def transformation(fn: str, groups: GroupsOrFn, lam: Any,
     tests = [_transforms._run_time_ok(v, _transforms._NONNEGATIVE)  # pylint: disable=protected-access
              for v in hp.values()]
     if step is None:
-      if learning_rate is None:
-        raise ValueError(
-            f"`{fn}` has no learning_rate: pass learning_rate=... (the "
-            "optimizer's), or use it inside optax_l1.proximal(opt, ...).")
-      lr = evaluate(learning_rate, count)
+      lr = _transforms.chain_learning_rate(fn, learning_rate, count)
       tests.append(_transforms._run_time_ok(lr, _transforms._NONNEGATIVE))  # pylint: disable=protected-access
       s_leaves = [lr] * len(p_leaves)  # one object: the block soft threshold
     else:

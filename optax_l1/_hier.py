@@ -343,12 +343,7 @@ def prox_hier(
     return treedef, i_s, i_w, leaves
 
   def init_fn(params):
-    if learning_rate is None and not _transforms._INSIDE_PROXIMAL.get():  # pylint: disable=protected-access
-      raise ValueError(
-          f"`{fn}` has no learning_rate. In optax.chain(opt, {fn}(...)) it "
-          "cannot see opt's learning rate: pass the same one, "
-          f"{fn}(..., learning_rate=lr), or use optax_l1.proximal(opt, "
-          f"{fn}(...)), which reads it from opt.")
+    _transforms.check_learning_rate_at_init(fn, learning_rate)
     locate(params)
     if scheduled:
       return ProxState(count=jnp.zeros([], jnp.int32))
@@ -357,18 +352,13 @@ def prox_hier(
   def update_fn(updates, state, params=None, *, step=None, **extra_args):
     del extra_args
     if params is None:
-      raise ValueError(f"`{fn}` computes new parameters: pass `params` to "
-                       "`update(updates, state, params)`.")
+      raise _transforms.params_required(fn)
     treedef, i_s, i_w, leaves = locate(params)
     count = state.count if scheduled else None
     lam_t = lam(count) if callable(lam) else lam
     ups = treedef.flatten_up_to(updates)
     if step is None:
-      if learning_rate is None:
-        raise ValueError(
-            f"`{fn}` has no learning_rate: pass learning_rate=... (the "
-            "optimizer's), or use it inside optax_l1.proximal(opt, ...).")
-      lr = learning_rate(count) if callable(learning_rate) else learning_rate
+      lr = _transforms.chain_learning_rate(fn, learning_rate, count)
       steps = (lr, lr)
       ok = [jnp.all(jnp.asarray(lr) >= 0)] if not isinstance(
           lr, (int, float)) else []

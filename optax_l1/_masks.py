@@ -53,6 +53,7 @@ from optax_l1 import _ranking
 from optax_l1 import _validation as val
 from optax_l1._tree import MaskOrFn, path_str, resolve_mask
 from optax_l1._transforms import PruneTransformation
+from optax_l1._transforms import params_required
 
 _SCOPES = ("layer", "global")
 
@@ -111,11 +112,6 @@ def _check_float_leaves(fn: str, params: Any, full_mask: Any) -> None:
     if m and p is not None:
       val.check_float_leaf(fn, path_str(path), p)
   jax.tree.map_with_path(one, params, full_mask, is_leaf=_is_none)
-
-
-def _params_required(fn: str) -> ValueError:
-  return ValueError(f"`{fn}` computes new parameters: pass `params` to "
-                    "`update(updates, state, params)`.")
 
 
 def _plain_point(p: jax.Array, u: jax.Array) -> jax.Array:
@@ -374,7 +370,7 @@ def magnitude_prune(
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
     if params is None:
-      raise _params_required(fn)
+      raise params_required(fn)
     full_mask = resolve_mask(fn, mask, params)
     _check_float_leaves(fn, params, full_mask)
     targets = leaf_targets(params)
@@ -573,7 +569,7 @@ def _stateless_prune(fn: str, mask: MaskOrFn, check: Any,
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
     if params is None:
-      raise _params_required(fn)
+      raise params_required(fn)
     full_mask = resolve_mask(fn, mask, params)
     check(params, full_mask)
 

@@ -94,6 +94,34 @@ def _evaluate(value: ScalarOrSchedule, count: Optional[jax.Array]) -> Any:
   return value(count) if callable(value) else value
 
 
+# Shared by every transformation that computes new parameters.
+
+
+def params_required(fn: str) -> ValueError:
+  return ValueError(f"`{fn}` computes new parameters: pass `params` to "
+                    "`update(updates, state, params)`.")
+
+
+def check_learning_rate_at_init(fn: str, learning_rate: Any) -> None:
+  """A prox without ``learning_rate`` needs :func:`optax_l1.proximal`."""
+  if learning_rate is None and not _INSIDE_PROXIMAL.get():
+    raise ValueError(
+        f"`{fn}` has no learning_rate. In optax.chain(opt, {fn}(...)) it "
+        "cannot see opt's learning rate: pass the same one, "
+        f"{fn}(..., learning_rate=lr), or use optax_l1.proximal(opt, "
+        f"{fn}(...)), which reads it from opt.")
+
+
+def chain_learning_rate(fn: str, learning_rate: Any,
+                        count: Optional[jax.Array]) -> Any:
+  """The learning rate of this step in a plain chain (no ``step=``)."""
+  if learning_rate is None:
+    raise ValueError(
+        f"`{fn}` has no learning_rate: pass learning_rate=... (the "
+        "optimizer's), or use it inside optax_l1.proximal(opt, ...).")
+  return _evaluate(learning_rate, count)
+
+
 # Run-time constraints of hyperparameters (a schedule or an injected value is
 # only known then): name -> test that must hold.
 _NONNEGATIVE = lambda v: v >= 0  # pylint: disable=unnecessary-lambda-assignment
@@ -190,12 +218,7 @@ def _prox_transformation(
                            is_leaf=lambda x: x is None)
 
   def init_fn(params):
-    if learning_rate is None and not _INSIDE_PROXIMAL.get():
-      raise ValueError(
-          f"`{fn}` has no learning_rate. In optax.chain(opt, {fn}(...)) it "
-          "cannot see opt's learning rate: pass the same one, "
-          f"{fn}(..., learning_rate=lr), or use optax_l1.proximal(opt, "
-          f"{fn}(...)), which reads it from opt.")
+    check_learning_rate_at_init(fn, learning_rate)
     full_mask, extras = masked_leaves(params)
     hp0 = {k: _evaluate(v, jnp.zeros([], jnp.int32))
            for k, v in hyperparams.items()}
@@ -207,18 +230,13 @@ def _prox_transformation(
   def update_fn(updates, state, params=None, *, step=None, **extra_args):
     del extra_args
     if params is None:
-      raise ValueError(f"`{fn}` computes new parameters: pass `params` to "
-                       "`update(updates, state, params)`.")
+      raise params_required(fn)
     full_mask, extras = masked_leaves(params)
     count = state.count if scheduled else None
     hp = {k: _evaluate(v, count) for k, v in hyperparams.items()}
     check(params, full_mask, extras, hp)
     if step is None:
-      if learning_rate is None:
-        raise ValueError(
-            f"`{fn}` has no learning_rate: pass learning_rate=... (the "
-            "optimizer's), or use it inside optax_l1.proximal(opt, ...).")
-      lr = _evaluate(learning_rate, count)
+      lr = chain_learning_rate(fn, learning_rate, count)
       step = jax.tree.map(lambda p: None if p is None else lr, params,
                           is_leaf=lambda x: x is None)
       tests = [_run_time_ok(lr, _NONNEGATIVE)]
