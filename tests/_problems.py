@@ -108,20 +108,25 @@ def loss_fn(p: Problem):
 def fit(p: Problem, opt: optax.GradientTransformation, steps: int,
         w0=None) -> np.ndarray:
   """Runs ``steps`` full-batch steps of ``opt`` from zeros under one jit."""
-  loss = loss_fn(p)
   shape = (p.X.shape[1],) + p.y.shape[1:]
   w = jnp.zeros(shape, jnp.float32) if w0 is None else w0
+  return np.asarray(fit_params(loss_fn(p), w, opt, steps))
+
+
+def fit_params(loss, params, opt: optax.GradientTransformation, steps: int):
+  """``steps`` full-batch steps of ``opt`` on ``loss(params)`` from
+  ``params`` (any pytree), under one jit; returns the params."""
 
   @jax.jit
-  def run(w):
-    state = opt.init(w)
+  def run(params):
+    state = opt.init(params)
 
     def body(_, carry):
-      w, state = carry
-      updates, state = opt.update(jax.grad(loss)(w), state, w)
-      return optax.apply_updates(w, updates), state
-    return jax.lax.fori_loop(0, steps, body, (w, state))[0]
-  return np.asarray(run(w))
+      params, state = carry
+      updates, state = opt.update(jax.grad(loss)(params), state, params)
+      return optax.apply_updates(params, updates), state
+    return jax.lax.fori_loop(0, steps, body, (params, state))[0]
+  return run(params)
 
 
 def assert_solution(w: np.ndarray, ref: np.ndarray, tol: float) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 import optax_l1
 from optax_l1 import ops
-from _problems import (MULTITASK, assert_solution, enable_x64,
+from _problems import (MULTITASK, assert_solution, enable_x64, fit_params,
                        sklearn_multitask)
 
 
@@ -211,16 +211,7 @@ def _split_multitask():
 
 
 def _fit(loss, params, opt, steps):
-  @jax.jit
-  def run(params):
-    state = opt.init(params)
-
-    def body(_, c):
-      params, state = c
-      u, state = opt.update(jax.grad(loss)(params), state, params)
-      return optax.apply_updates(params, u), state
-    return jax.lax.fori_loop(0, steps, body, (params, state))[0]
-  out = run(params)
+  out = fit_params(loss, params, opt, steps)
   return np.concatenate([np.asarray(out["a"]), np.asarray(out["b"])], 1)
 
 

@@ -18,7 +18,8 @@ import pytest
 
 import optax_l1
 from _problems import (KERAS, MULTITASK, SMALL, assert_solution,
-                       enable_x64, fit, sklearn_lasso, sklearn_multitask)
+                       enable_x64, fit, fit_params, sklearn_lasso,
+                       sklearn_multitask)
 
 ALPHA = 0.05  # SMALL's alpha: sklearn keeps a few weights
 
@@ -202,18 +203,7 @@ def test_adamw_decay_mask_on_a_dict_of_params():
                   mask={"kernel": True, "bias": False}),
       optax_l1.prox_l1(lam, mask={"kernel": True, "bias": False}))
   params = {"kernel": jnp.zeros(p.X.shape[1]), "bias": jnp.zeros(())}
-
-  @jax.jit
-  def run(params):
-    state = opt.init(params)
-
-    def body(_, c):
-      params, state = c
-      u, state = opt.update(jax.grad(loss)(params), state, params)
-      return optax.apply_updates(params, u), state
-    return jax.lax.fori_loop(0, 25000, body, (params, state))[0]
-
-  out = run(params)
+  out = fit_params(loss, params, opt, 25000)
   w = np.asarray(out["kernel"], np.float64)
   b = float(out["bias"])
   X64, y64 = p.X.astype(np.float64), p.y.astype(np.float64)
@@ -468,18 +458,8 @@ def test_float64_reaches_sklearn_to_1e_10(make, lr, steps):
     y = jnp.asarray(SMALL.y, jnp.float64)
     loss = lambda w: 0.5 * jnp.sum((X @ w - y) ** 2) / X.shape[0]
     opt = optax_l1.proximal(make(lr), optax_l1.prox_l1(ALPHA))
-
-    @jax.jit
-    def run(w):
-      state = opt.init(w)
-
-      def body(_, c):
-        w, state = c
-        u, state = opt.update(jax.grad(loss)(w), state, w)
-        return optax.apply_updates(w, u), state
-      return jax.lax.fori_loop(0, steps, body, (w, state))[0]
-
-    w = np.asarray(run(jnp.zeros(X.shape[1], jnp.float64)))
+    w = np.asarray(fit_params(loss, jnp.zeros(X.shape[1], jnp.float64), opt,
+                              steps))
     assert w.dtype == np.float64
   assert_solution(w, _small_ref(), 1e-10)
 
