@@ -30,16 +30,20 @@ so from the left of the root Newton's iterates rise monotonically to it, with
 quadratic convergence, and from the right a step lands left of it. Every
 evaluation shrinks the bracket with the sign of ``q``; once Newton's
 correction is below the tolerance the next point is taken twice as far, past
-the root, so that its sign closes the bracket; a point outside the bracket
-(round-off) is replaced by bisection. A group is done when its bracket is
-within ``16 eps rho`` (``eps`` the machine epsilon of the computation dtype,
-float32 or wider) or ``q(rho) = 0``; the loop ends when every group is done,
-or after :data:`MAX_ITERS` iterations. Every entry of the result is then
+the root, so that its sign closes the bracket; a point not strictly inside
+the bracket (round-off) is replaced by bisection. A group is done when its
+bracket is within ``16 eps rho`` (``eps`` the machine epsilon of the
+computation dtype, float32 or wider), or ``q(rho) = 0``, or two evaluations
+in a row did not narrow its bracket (round-off in ``q`` then bounds how
+closely the root can be located: a group that barely survives has a nearly
+flat ``q``); the loop ends when every group is done, or after
+:data:`MAX_ITERS` iterations. Every entry of the result is then
 within ``4 eps ||z_g||`` of the exact prox of the given inputs (measured, with
 ``tests/test_group.py``'s float64 bisections, at most ``1.3 eps ||z_g||`` over
 groups of 1 to 1000 entries whose metrics span 1e-8 .. 1e8, with pinned
-coordinates, in float32 and float64); ``rho`` itself is within ``16 eps``
-(relative) of the root of the secular equation as evaluated in that dtype.
+coordinates, in float32 and float64); ``rho`` is bracketed within
+``16 eps`` (relative) of the root, or as closely as round-off lets the sign
+of ``q`` be read.
 Newton typically needs 2 to 4 iterations (3 on the step benchmark's rows of
 1024). The derivative of ``rho`` is taken by the implicit function theorem
 on ``h(rho) = 1``, not through the iteration. Work is in units of each group's largest ``|z|``
@@ -344,15 +348,20 @@ def _solve(groups: _Groups, z2: list[jax.Array], cs: list[jax.Array],
     return zero_group | (hi - lo <= tol * rho) | (q == 0) | jnp.isnan(q)
 
   def cond(carry):
-    it, _, _, _, finished = carry
+    it, _, _, _, _, finished = carry
     return (it < MAX_ITERS) & ~jnp.all(finished)
 
   def body(carry):
-    it, rho, lo, hi, _ = carry
+    it, rho, lo, hi, stalled, _ = carry
     q, dq = q_and_dq(rho)
+    width = hi - lo
     lo = jnp.where(q < 0, jnp.maximum(lo, rho), lo)
     hi = jnp.where(q > 0, jnp.minimum(hi, rho), hi)
-    finished = done(rho, lo, hi, q)
+    # Round-off in q bounds how closely the root can be bracketed (for a
+    # group that barely survives, q is nearly flat): two evaluations in a
+    # row that do not narrow the bracket end the group there.
+    stalled = jnp.where(hi - lo < width, 0, stalled + 1)
+    finished = done(rho, lo, hi, q) | (stalled >= 2)
     step = -q / jnp.where(dq > 0, dq, tiny)
     # q is concave (Moré & Sorensen 1983), so from the left of the root
     # Newton's iterates rise monotonically to it, and from the right its
@@ -361,15 +370,17 @@ def _solve(groups: _Groups, z2: list[jax.Array], cs: list[jax.Array],
     # Once Newton's correction is within the tolerance, step twice as far:
     # past the root, so that the next sign test closes the bracket.
     nxt = jnp.where(jnp.abs(step) <= 0.5 * tol * rho, rho + 2 * step, nxt)
-    # Round-off can break the above; bisect then.
-    ok = (nxt >= lo) & (nxt <= hi) & (nxt != rho)
+    # A point that is not strictly inside the bracket tells nothing new:
+    # bisect instead.
+    ok = (nxt > lo) & (nxt < hi)
     new_rho = jnp.where(ok, nxt, 0.5 * (lo + hi))
     # A finished group keeps its rho (its bracket already holds it).
     rho = jnp.where(finished, rho, new_rho)
-    return it + 1, rho, lo, hi, finished
+    return it + 1, rho, lo, hi, stalled, finished
 
-  _, rho, _, _, _ = jax.lax.while_loop(
+  _, rho, _, _, _, _ = jax.lax.while_loop(
       cond, body, (jnp.zeros((), jnp.int32), rho, lo, hi,
+                   jnp.zeros_like(rho, dtype=jnp.int32),
                    jnp.zeros_like(rho, dtype=bool)))
   return rho
 

@@ -169,8 +169,9 @@ def group_lasso(z: ArrayLike, step: ArrayLike, lam: ArrayLike, axis: Axis,
   ``x_i = z_i rho / (rho + s_i lam_g)`` where ``rho = ||x_g|| > 0`` is the
   unique root of ``sum_i z_i^2 / (rho + s_i lam_g)^2 = 1``, found by a
   safeguarded Newton iteration that stops once the root is bracketed within
-  ``16 eps`` (``eps`` of float32, or of the input's dtype if wider): every
-  entry of the result is within ``4 eps ||z_g||`` of the exact prox. See
+  ``16 eps`` (``eps`` of float32, or of the input's dtype if wider), or as
+  closely as round-off allows: every entry of the result is within
+  ``4 eps ||z_g||`` of the exact prox. See
   :mod:`optax_l1._group` for the bracket, the start and the bound. On a single CPU device an array
   of at least two slabs of about ``optax_l1._group.BLOCK_ELEMENTS`` entries
   (cut along its longest non-group axis, so each holds whole groups) is
