@@ -122,10 +122,13 @@ def _plain_point(p: jax.Array, u: jax.Array) -> jax.Array:
 def _drop(u: jax.Array, p: jax.Array, keep: jax.Array) -> jax.Array:
   """``u`` where kept, ``-p`` elsewhere (``p + (-p)`` is exactly ``0``).
 
-  ``0 * u`` is added where dropped so that a NaN or inf update stays visible
-  (as a NaN) instead of disappearing with the weight.
+  Where ``u`` is NaN or inf the dropped update is NaN, so that it stays
+  visible instead of disappearing with the weight. (Written as selects:
+  ``-p + 0 * u`` made XLA:CPU materialize ``u``, a full-size buffer at every
+  step.)
   """
-  dropped = jnp.negative(p).astype(u.dtype) + u * jnp.zeros((), u.dtype)
+  bad = jnp.full((), jnp.nan, u.dtype)
+  dropped = jnp.where(jnp.isfinite(u), jnp.negative(p).astype(u.dtype), bad)
   return jnp.where(keep, u, dropped).astype(u.dtype)
 
 
@@ -549,8 +552,10 @@ def keep_zeros(mask: MaskOrFn = None) -> PruneTransformation:
     _check_float_leaves(fn, params, full_mask)
 
   def leaf(u, p):
-    # `u * 0`: a NaN or inf update of a zero weight stays visible (NaN).
-    return jnp.where(p == 0, u * jnp.zeros((), u.dtype), u)
+    # A NaN or inf update of a zero weight stays visible (NaN).
+    zero = jnp.where(jnp.isfinite(u), jnp.zeros((), u.dtype),
+                     jnp.full((), jnp.nan, u.dtype))
+    return jnp.where(p == 0, zero, u)
 
   return _stateless_prune(fn, mask, check, leaf)
 
