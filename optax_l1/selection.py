@@ -10,7 +10,9 @@ A scikit-learn selector (``fit``, ``transform``, ``get_support``,
 Flax MLP trained with ``optax_l1.proximal(optax.adam(lr), ...)``: a group
 lasso on the first layer's input rows (or, with ``skip=True``, LassoNet's
 skip connection and hierarchical prox), over a warm-started regularization
-path that runs itself dense to sparse until no input is left.
+path that runs itself dense to sparse until no input is left. The path
+ranks every input; the first ``n_refine`` of its ranking are then re-ranked
+by backward elimination with refits of the unpenalized model.
 
 scikit-learn and flax are optional: ``pip install "optax_l1[examples]"``.
 They are imported when :class:`FeatureSelector` is first used, not when
@@ -207,8 +209,66 @@ def _engine(cfg: _Config) -> dict[str, Any]:
     live = jnp.asarray(live)
     return init_jit(jax.random.key(seed), live.shape[0], live)
 
+  @jax.jit
+  def refit(params, x, y, masks, steps):
+    """For each row of ``masks`` (one 0/1 per column of ``x``), ``steps``
+    steps at ``lam = 0`` (a fresh optimizer state) on the inputs it keeps,
+    from ``params``; the fitted params and the training objective, stacked.
+    ``params``' first layer (and skip) has one row per column of ``x``."""
+    # No penalty: the inner optimizer alone (the prox at lam = 0 is the
+    # identity for the group lasso; for the hierarchy it would still
+    # project onto |W_j| <= M |theta_j|, a constraint a refit does not need).
+    opt = (optax.sgd(cfg.lr, momentum=cfg.momentum or None) if cfg.skip
+           else optax.adam(cfg.lr))
+
+    def one(mask):
+      xm = x * mask
+
+      def step(_, carry):
+        p, s = carry
+        updates, s = opt.update(jax.grad(loss)(p, xm, y), s, p)
+        return optax.apply_updates(p, updates), s
+      p, _ = jax.lax.fori_loop(0, steps, step, (params, opt.init(params)))
+      return p, loss(p, xm, y)
+    return jax.vmap(one)(masks)
+
   return {"train": train, "evaluate": evaluate, "init": init,
-          "zero_thresholds": zero_thresholds, "apply": jax.jit(apply)}
+          "zero_thresholds": zero_thresholds, "refit": refit,
+          "apply": jax.jit(apply)}
+
+
+# An input set is linearly dependent when the smallest eigenvalue of its
+# correlation matrix is below this fraction of the largest. Exact linear
+# combinations give about 1e-16 (float64 data, or float64 data stored as
+# float32); breast_cancer's 30 strongly correlated measurements give 1e-5.
+_DEPENDENT = 1e-9
+
+
+def _volume_drop(corr: np.ndarray) -> int | None:
+  """The input to set aside from a linearly dependent set, or None.
+
+  ``corr``: the inputs' correlation matrix. If it is singular, the members
+  of a dependency are the inputs whose removal lowers its nullity (the
+  number of eigenvalues below ``_DEPENDENT`` times the largest); the one
+  returned leaves the largest volume, the log pseudo-determinant of the
+  others' correlation (the product of its eigenvalues above the threshold):
+  the same span, and the best conditioned set of inputs spanning it.
+  Equal volumes (a symmetric dependency, e.g. two copies of a column): the
+  one listed last (lowest on the path) goes.
+  """
+  ev = np.linalg.eigvalsh(corr)
+  tol = _DEPENDENT * max(ev[-1], 1e-300)
+  nullity = int(np.sum(ev < tol))
+  if not nullity:
+    return None
+  n = corr.shape[0]
+  vol = np.full(n, -np.inf)
+  for i in range(n):
+    keep = np.delete(np.arange(n), i)
+    e = np.linalg.eigvalsh(corr[np.ix_(keep, keep)])
+    if np.sum(e < tol) < nullity:
+      vol[i] = float(np.sum(np.log(e[e >= tol])))
+  return n - 1 - int(np.argmax(vol[::-1]))
 
 
 def _check_int_tuple(name: str, value: Any) -> tuple[int, ...]:
@@ -262,17 +322,57 @@ def _make_class():
     MLP on ``(X, y)`` with an exact group-lasso proximal step on its first
     layer's input rows (``proximal(optax.adam(lr), prox_group_lasso(lam,
     axis=1))``), dense first, then along increasing ``lam`` (each fit warm
-    started from the last) until no input is left, and keeps the inputs that
-    stay in the model the longest.
+    started from the last) until no input is left; the inputs that stay in
+    the model the longest make a short list, which backward elimination
+    with refits puts in its final order.
 
-    The path runs itself: ``lam`` starts (``lam_start="auto"``) at half the
+    **1. The path.** ``lam`` starts (``lam_start="auto"``) at half the
     smallest penalty at which removing one input alone is stationary for the
     trained dense model (the norm of the loss gradient of its first-layer
     row, computed with that row set to 0), grows by ``path_multiplier``, and
-    stops after the first fit that keeps no input. An input's importance is
-    the largest ``lam`` at which it is kept; inputs that leave at the same
-    grid point are ordered by their weight norm at the last point they
-    survived, never by index.
+    stops after the first fit that keeps no input. Input ``j``'s importance
+    is ``I_j = max {lam_t : row j is nonzero after the fit at lam_t}`` (0 if
+    never); the path order sorts by ``I_j``, inputs that leave at the same
+    grid point by their row norm at ``lam = I_j``, never by index.
+
+    **2. The refinement.** The path judges inputs where the model is shrunk
+    hardest, and there the group lasso prefers a column that is a cheap
+    linear combination of several useful ones (``make_classification``'s
+    redundant inputs) and ranks weak useful inputs among noise. So the first
+    ``m = min(n_refine, #{j : I_j > 0})`` inputs of the path order, ``S``,
+    are re-ranked by the loss of models that are not shrunk. With ``A = S``
+    and ``theta`` the dense fit's parameters restricted to ``S``, while
+    ``|A| > 1`` one input leaves ``A``:
+
+    * if the standardized training columns of ``A`` are linearly dependent
+      (their correlation matrix ``C_A`` has an eigenvalue below ``1e-9``
+      times its largest), no fit can tell the members of a dependency apart:
+      any of them can go and the span of ``A`` (every model's reach) stays
+      the same. The one set aside (``dependent_``) is
+      ``argmax_j log pdet C_{A - j}`` over the members (the inputs whose
+      removal lowers the nullity of ``C_A``; ``pdet``: the product of the
+      eigenvalues above the threshold): the inputs left are the best
+      conditioned set spanning the same space. No refit.
+    * otherwise, for every ``j`` in ``A``, ``theta_j`` is ``theta`` after
+      ``refine_steps`` full-batch steps of the training objective at
+      ``lam = 0`` (the loss plus ``ridge``; Adam, or SGD with momentum for
+      ``skip=True``, from a fresh state), with input ``j`` masked out. The
+      input that leaves is ``argmin_j L(theta_j)``, the one the refit
+      misses least (``refit_objective_``), and ``theta = theta_{j*}``.
+
+    The inputs of ``S`` rank in the reverse order of their removal (the last
+    one left first); the inputs outside ``S`` follow in path order. The
+    ``m - 1`` rounds of ``m`` refits each run batched (``jax.vmap``) in one
+    compiled call per round: about 1 s on one CPU thread for ``m = 16`` on
+    ``make_classification(2000, 50)``, as long again as the path.
+    ``n_refine=0`` ranks by the path alone.
+
+    One consequence of the dependency rule: of a column that is the exact
+    sum of two others, the two parts are kept and the sum is set aside,
+    which is right for inputs generated as combinations of others
+    (``make_classification``'s ``n_redundant``) and wrong when ``y``
+    depends on the sum alone and fewer inputs than its parts are asked for
+    (the path alone, ``n_refine=0``, keeps the sum).
 
     With ``skip=True`` the model is LassoNet's: a linear skip connection plus
     the MLP, where input ``j``'s first-layer row may be nonzero only if
@@ -305,6 +405,9 @@ def _make_class():
       max_lams: most ``lam`` values fitted; a path that still keeps inputs
         then warns.
       ridge: L2 penalty on the kernels after the first layer.
+      n_refine: how many of the path's top inputs the backward elimination
+        re-ranks (0: none, the path order alone).
+      refine_steps: full-batch steps of each refit of the elimination.
       validation_fraction: share of the rows held out to score each path
         point (``path_.metrics``) and choose ``n_features_to_select=None``;
         0 scores on the training rows.
@@ -319,13 +422,23 @@ def _make_class():
       n_features_: number selected.
       ranking_: ``(n_features_in_,)`` int: 1 for the most important input, 2 for
         the next, ... (a strict order: RFE gives every selected input rank
-        1; here the selected ones are ranks 1 to ``n_features_``).
+        1; here the selected ones are ranks 1 to ``n_features_``): the
+        refined order of ``shortlist_``, then the path order.
       feature_importances_: ``(n_features_in_,)`` float: the largest ``lam`` at
-        which each input is kept (0: never kept).
+        which each input is kept (0: never kept): the path's importance,
+        which orders the inputs outside ``shortlist_``.
       tie_break_: the weight norm at the last point each input survived,
-        which orders inputs of equal importance.
-      ties_: list of groups of inputs with equal importance (ordered by
+        which orders inputs of equal importance on the path.
+      ties_: list of groups of inputs with equal path importance (ordered by
         ``tie_break_``).
+      shortlist_: the inputs the elimination re-ranked, most important
+        first (the path's first ``n_refine`` inputs kept at some ``lam``).
+      dependent_: those of them set aside as members of an exact linear
+        dependency, in the order set aside (they rank last in the short
+        list, the first one set aside last).
+      refit_objective_: for each input of ``shortlist_``, the training
+        objective of the refit without it, in the round it left (NaN for
+        the first input, which never leaves, and for ``dependent_``).
       path_: the :class:`optax_l1.RegularizationPath`: ``lams``, ``kept``
         (inputs kept at each point), ``metrics`` (validation score at each
         point), ``norms``.
@@ -339,8 +452,9 @@ def _make_class():
                  hidden=(64,), skip=False, M=10.0, learning_rate=1e-3,
                  momentum=0.9, dense_steps=1000, path_steps=100,
                  path_multiplier=1.1, lam_start="auto", max_lams=500,
-                 ridge=0.1, validation_fraction=0.1, tol=0.01,
-                 random_state=0, verbose=0):
+                 ridge=0.1, n_refine=16, refine_steps=50,
+                 validation_fraction=0.1, tol=0.01, random_state=0,
+                 verbose=0):
       self.n_features_to_select = n_features_to_select
       self.task = task
       self.hidden = hidden
@@ -354,6 +468,8 @@ def _make_class():
       self.lam_start = lam_start
       self.max_lams = max_lams
       self.ridge = ridge
+      self.n_refine = n_refine
+      self.refine_steps = refine_steps
       self.validation_fraction = validation_fraction
       self.tol = tol
       self.random_state = random_state
@@ -409,6 +525,8 @@ def _make_class():
       _positive("path_steps", self.path_steps, integer=True)
       _positive("max_lams", self.max_lams, integer=True)
       _positive("ridge", self.ridge, allow_zero=True)
+      _positive("n_refine", self.n_refine, integer=True, allow_zero=True)
+      _positive("refine_steps", self.refine_steps, integer=True)
       _positive("tol", self.tol, allow_zero=True)
       _positive("path_multiplier", self.path_multiplier)
       if self.path_multiplier <= 1:
@@ -513,6 +631,7 @@ def _make_class():
                                          jnp.float32(0.0),
                                          jnp.int32(self.dense_steps))
       self.dense_score_ = float(eng["evaluate"](params, x_va, y_va)[0])
+      dense_params = params
 
       if isinstance(self.lam_start, str):
         g = np.asarray(eng["zero_thresholds"](params, x_tr, y_tr),
@@ -568,24 +687,95 @@ def _make_class():
             "still kept; their order is by weight norm only. Raise max_lams "
             "or path_multiplier.", stacklevel=2)
       self.path_ = path._replace(last_params=None)
+      order = self._path_order(path)
+      self._refine(eng, dense_params, X[idx_tr], x_tr, y_tr, order,
+                   path.importance)
       self._select(path)
       self.fit_seconds_ = time.perf_counter() - start
       return self
 
-    def _select(self, path):
-      d = path.kept.shape[1]
-      imp = path.importance
-      if not np.any(imp > 0):
+    def _path_order(self, path):
+      if not np.any(path.importance > 0):
         raise ValueError(
             "FeatureSelector: no input was kept at any point of the path, so "
             "nothing can be ranked (the dense fit removed every input). "
             "Lower lam_start or raise dense_steps.")
-      order = path.ranking(warn=False)
+      return path.ranking(warn=False)
+
+    def _refine(self, eng, dense_params, x64, x_tr, y_tr, order, imp):
+      """Backward elimination on the path's first ``n_refine`` inputs.
+
+      Sets ``_order`` (every input, most important first), ``shortlist_``
+      (the inputs it re-ranked, in their new order), ``dependent_`` and
+      ``refit_objective_``.
+      """
+      m = min(int(self.n_refine), int(np.sum(imp > 0)))
+      self.dependent_ = np.zeros(0, np.int64)
+      self.refit_objective_ = np.zeros(0)
+      if m < 2:
+        self.shortlist_ = order[:m].copy()
+        self._order = order
+        return
+      short = order[:m]
+      first = "hidden_0" if self.hidden else "out"
+      params = {name: dict(leaf) for name, leaf in dense_params.items()}
+      params[first]["kernel"] = params[first]["kernel"][short]
+      if self.skip:
+        params["skip"]["kernel"] = params["skip"]["kernel"][short]
+      xs = x_tr[:, short]
+      corr = np.corrcoef(x64[:, short], rowvar=False)
+      active = np.ones(m, bool)
+      removed, objective, dependent = [], [], []
+      steps = jnp.int32(self.refine_steps)
+      while active.sum() > 1:
+        live = np.flatnonzero(active)
+        drop = _volume_drop(corr[np.ix_(live, live)])
+        if drop is not None:
+          # Dependent: no refit can tell these inputs apart (any member can
+          # go without changing the span); keep the best conditioned set.
+          j = int(live[drop])
+          dependent.append(short[j])
+          objective.append(np.nan)
+        else:
+          masks = np.tile(active.astype(np.float32), (m, 1))
+          masks[np.arange(m), np.arange(m)] = 0
+          fitted, obj = eng["refit"](params, xs, y_tr, jnp.asarray(masks),
+                                     steps)
+          obj = np.asarray(obj, np.float64)
+          # A refit that diverged (NaN) is the worst, not the best.
+          obj = np.where(np.isnan(obj), np.finfo(np.float64).max, obj)
+          j = int(np.argmin(np.where(active, obj, np.inf)))
+          objective.append(float(obj[j]))
+          params = jax.tree.map(lambda a, j=j: a[j], fitted)
+        active[j] = False
+        removed.append(j)
+      removed.append(int(np.flatnonzero(active)[0]))
+      new = short[np.asarray(removed[::-1])]
+      self.shortlist_ = new
+      self.dependent_ = np.asarray(dependent, np.int64)
+      # Objective after each removal, in the shortlist's new order (the
+      # first input is never removed: NaN; an input set aside as dependent:
+      # NaN).
+      self.refit_objective_ = np.asarray([np.nan] + objective[::-1])
+      self._order = np.concatenate([new, order[m:]])
+      if self.verbose:
+        print(f"FeatureSelector: refined order of the path's first {m} "
+              f"inputs: {new.tolist()}"
+              + (f" ({self.dependent_.tolist()} set aside as linearly "
+                 "dependent)" if len(dependent) else ""))
+
+    def _select(self, path):
+      d = path.kept.shape[1]
+      imp = path.importance
+      order = self._order
       rank = np.empty(d, np.int64)
       rank[order] = np.arange(1, d + 1)
       self.feature_importances_ = imp
       self.tie_break_ = path.tie_break
-      self.ties_ = [g[np.argsort(rank[g])] for g in path.ties()]
+      porder = path.ranking(warn=False)
+      prank = np.empty(d, np.int64)
+      prank[porder] = np.arange(d)
+      self.ties_ = [g[np.argsort(prank[g])] for g in path.ties()]
       self.ranking_ = rank
       k = self.n_features_to_select
       if k is None:
@@ -602,14 +792,15 @@ def _make_class():
         k = int(k)
       else:
         k = max(1, int(k * d))
-      # Is the cut between rank k and k + 1 decided by the path?
-      if k < d:
-        a, b = order[k - 1], order[k]
+      # Is the cut between rank k and k + 1 decided by the path? (Inside
+      # the shortlist the elimination decides it.)
+      if len(self.shortlist_) <= k < d:
+        a, b = porder[k - 1], porder[k]
         tb = path.tie_break
         if imp[a] == imp[b] and (tb is None or tb[a] == tb[b]):
           warnings.warn(
-              f"FeatureSelector: inputs {int(a)} and {int(b)} (ranks {k} and "
-              f"{k + 1}) are tied in importance and weight norm"
+              f"FeatureSelector: inputs {int(a)} and {int(b)} (the path's "
+              f"ranks {k} and {k + 1}) are tied in importance and weight norm"
               + (" (neither was ever kept)" if imp[a] == 0 else "")
               + f"; the choice of the {k}th input between them is by index. "
               "Use a smaller path_multiplier.", stacklevel=3)
