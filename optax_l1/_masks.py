@@ -29,11 +29,14 @@ The pure helpers :func:`optax_l1.magnitude_mask` and :func:`optax_l1.nm_mask`
 compute the same keep-masks on plain arrays.
 
 Ranking is exact and deterministic (:mod:`optax_l1._ranking`): the ``k``
-smallest magnitudes by a bisection over the bit patterns of ``|x|``, exact
-after 32 (float32, bfloat16, float16) or 64 (float64) counting passes, with
-ties removed lowest row-major index first; no sort, reshape or gather, so on
-sharded params only one count per leaf crosses devices. NaN ranks above
-``inf``: a NaN weight is never pruned, so it propagates.
+smallest magnitudes, found through the bit patterns of ``|x|``, with ties
+removed lowest row-major index first; no sort, reshape or gather. On a
+single CPU device by radix histograms (2 passes over the weights for
+float32, bfloat16, float16; 4 for float64; 2 more when only some of the
+weights tied at the threshold go); elsewhere by a bisection of 32 (64)
+counting passes (up to 31 more for a partial tie), so that on sharded
+params only one count per leaf crosses devices. NaN ranks above ``inf``: a
+NaN weight is never pruned, so it propagates.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ import optax
 
 from optax_l1 import _ranking
 from optax_l1 import _validation as val
+from optax_l1._lazy import LazyStep
 from optax_l1._tree import MaskOrFn, path_str, resolve_mask
 from optax_l1._transforms import PruneTransformation
 from optax_l1._transforms import params_required
@@ -239,9 +243,10 @@ def magnitude_prune(
   ``nm_prune``, whose pattern can move, and for masks edited by hand.)
 
   The mask is stored in the state as one ``bool`` (1 byte) per masked weight.
-  Recomputing it costs 32 counting passes over the masked weights (64 for
-  float64), plus up to 31 when only some of the weights tied at the
-  threshold go, and runs only at update steps (``jax.lax.cond`` on ``params`` and the stored
+  Recomputing it costs 2 histogram passes over the masked weights on a
+  single CPU device, 32 counting passes elsewhere (float64: 4 and 64), plus
+  2 (up to 31) when only some of the weights tied at the threshold go, and
+  runs only at update steps (``jax.lax.cond`` on ``params`` and the stored
   mask); between updates, with the state donated to ``jax.jit``, the stored
   mask is neither copied nor rewritten. Under ``"global"`` at most
   ``2**31 - 2`` weights can be ranked jointly (under ``"layer"``, per
@@ -398,8 +403,11 @@ def magnitude_prune(
       # XLA keeps fusing the inner optimizer's update with the mask below).
       # Weights pruned so far get the key -1, below every magnitude.
       fdtype, idtype, nbits = _ranking.key_dtypes([p.dtype for p in ps])
-      keys = [jnp.where(o, _ranking.magnitude_keys(p, fdtype, idtype),
-                        jnp.asarray(-1, idtype)) for p, o in zip(ps, olds)]
+      # Computed where they are used (slab by slab while counting), so that
+      # the keys are never a full-size buffer of their own.
+      keys = [LazyStep(lambda p, o: jnp.where(
+          o, _ranking.magnitude_keys(p, fdtype, idtype),
+          jnp.asarray(-1, idtype)), (p, o)) for p, o in zip(ps, olds)]
       sizes = [math.prod(p.shape) for p in ps]
       if scope == "global":
         ks = schedule.counts(t, [sparsity], [sum(sizes)])

@@ -27,6 +27,8 @@ from optax_l1._nm import nm_mask
 from optax_l1._nm import nm_prune
 from optax_l1._ranking import magnitude_mask
 
+from _problems import enable_x64
+
 
 # ---------------------------------------------------------------------------
 # NumPy references.
@@ -249,6 +251,78 @@ def test_large_leaf_exact():
   k = 123_457
   got = np.asarray(jax.jit(magnitude_mask)(jnp.asarray(w), k))
   np.testing.assert_array_equal(got, np_keep(w, k))
+
+
+# Both selection algorithms of optax_l1._ranking (radix histograms on a single
+# CPU device, bisection elsewhere), in slabs of 64 entries (so that the
+# leaves below are cut into several, the last one shifted back), against
+# the NumPy reference: ties at the threshold that only partly go, all or
+# none of them, k = 0 and k = size, NaN and inf, float32 and float64.
+@pytest.fixture(params=["radix", "bisection"])
+def ranking_algorithm(request, monkeypatch):
+  from optax_l1 import _ranking
+  monkeypatch.setattr(_ranking, "SLAB_ELEMENTS", 64)
+  monkeypatch.setattr(_ranking, "_single_cpu",
+                      lambda: request.param == "radix")
+  return request.param
+
+
+def _tie_heavy(rng, shape, dtype):
+  w = rng.integers(-4, 5, size=shape).astype(dtype) * dtype(0.25)
+  flat = w.reshape(-1)
+  flat[rng.integers(0, flat.size, 5)] = rng.standard_normal(5)
+  if flat.size > 4:
+    flat[3], flat[-2] = np.nan, -np.inf
+  return w
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_both_ranking_algorithms_match_numpy(ranking_algorithm, dtype):
+  rng = np.random.default_rng(21)
+  shapes = [(37, 11), (300,), (5, 4, 3), (1,)]
+  ws = [_tie_heavy(rng, s, dtype) for s in shapes]
+  total = sum(w.size for w in ws)
+  with enable_x64(dtype == np.float64):
+    tree = [jnp.asarray(w) for w in ws]
+    for k in [0, 1, 17, 200, 407, 620, total - 1, total]:
+      got = jax.jit(magnitude_mask)(tree, k)
+      for g, e in zip(got, np_global_keep(ws, k)):
+        np.testing.assert_array_equal(np.asarray(g), e)
+    # One leaf at a time, every count.
+    one = jax.jit(magnitude_mask)
+    for k in range(0, ws[0].size + 1, 23):
+      np.testing.assert_array_equal(np.asarray(one(tree[0], k)),
+                                    np_keep(ws[0], k))
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_both_ranking_algorithms_in_magnitude_prune(ranking_algorithm, scope):
+  # The schedule re-ranks every step, with the weights pruned so far (key
+  # -1) below exact zeros; a leaf of 37 x 11 is cut into slabs of 5 rows.
+  rng = np.random.default_rng(22)
+  shapes = {"a": (37, 11), "b": (90,), "c": (6, 7)}
+  ws = {n: _tie_heavy(rng, s, np.float32) for n, s in shapes.items()}
+  params = jax.tree.map(jnp.asarray, ws)
+  tx = magnitude_prune(0.7, begin_step=0, end_step=5, update_every=1,
+                       scope=scope)
+  state = tx.init(params)
+  update = jax.jit(tx.update)
+  zero = jax.tree.map(jnp.zeros_like, params)
+  names = sorted(shapes)
+  old = {n: np.ones(shapes[n], bool) for n in names}
+  for t in range(6):
+    _, state = update(zero, state, params)
+    s_t = np_target(t, 0.7, 0, 5)
+    if scope == "global":
+      k = round(s_t * sum(w.size for w in ws.values()))
+      exp = dict(zip(names, np_global_keep_after(
+          [ws[n] for n in names], [old[n] for n in names], k)))
+    else:
+      exp = {n: np_keep_after(ws[n], old[n], round(s_t * ws[n].size))
+             for n in names}
+    for n in names:
+      np.testing.assert_array_equal(np.asarray(state.mask[n]), exp[n])
+    old = exp
 
 
 _VALUES = [0.0, -0.0, 0.5, -0.5, 1.0, -2.0, 1e-30, 3e38, -np.inf, np.inf]
