@@ -70,6 +70,10 @@ def machine_info(command: str) -> dict[str, Any]:
       "device_kind": jax.devices()[0].device_kind,
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+      # glibc malloc tunables (MALLOC_MMAP_MAX_ etc.): they decide whether
+      # XLA:CPU's temporaries are page-faulted in at every step.
+      "malloc_env": {k: v for k, v in sorted(os.environ.items())
+                     if k.startswith("MALLOC_")},
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec="seconds"),
       "command": command,

@@ -332,7 +332,9 @@ def markdown(report: dict) -> str:
       f"{info['jax']}, optax {info['optax']}, optax_l1 {info['optax_l1']}",
       f"- date: {info['date']}; load average at start / end: "
       f"{info['loadavg_start']} / {info['loadavg_end']}",
-      f"- command: `{info['command']}`",
+      f"- command: `{info['command']}`"
+      + (" with " + " ".join(f"{k}={v}" for k, v in info["malloc_env"].items())
+         if info.get("malloc_env") else ""),
       f"- repeats: {report['repeats']} per variant and size (interleaved); "
       "median of the timed steps",
       f"- magnitude_prune: {report['magnitude_prune']}",
