@@ -434,7 +434,8 @@ def _make_class():
       shortlist_: the inputs the elimination re-ranked, most important
         first (the path's first ``n_refine`` inputs kept at some ``lam``).
       dependent_: those of them set aside as members of an exact linear
-        dependency, in the order set aside (they rank last in the short
+        dependency (or constant on the training rows), in the order set
+        aside (they rank last in the short
         list, the first one set aside last).
       refit_objective_: for each input of ``shortlist_``, the training
         objective of the refit without it, in the round it left (NaN for
@@ -723,13 +724,20 @@ def _make_class():
       if self.skip:
         params["skip"]["kernel"] = params["skip"]["kernel"][short]
       xs = x_tr[:, short]
-      corr = np.corrcoef(x64[:, short], rowvar=False)
+      # A column constant on the training rows is the bias's twin: set
+      # aside first, and kept out of the correlations (0/0).
+      constant = ~(np.std(x64[:, short], axis=0) > 0)
+      with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.corrcoef(x64[:, short], rowvar=False)
       active = np.ones(m, bool)
       removed, objective, dependent = [], [], []
       steps = jnp.int32(self.refine_steps)
       while active.sum() > 1:
         live = np.flatnonzero(active)
-        drop = _volume_drop(corr[np.ix_(live, live)])
+        if np.any(constant[live]):
+          drop = int(np.flatnonzero(constant[live])[-1])
+        else:
+          drop = _volume_drop(corr[np.ix_(live, live)])
         if drop is not None:
           # Dependent: no refit can tell these inputs apart (any member can
           # go without changing the span); keep the best conditioned set.
