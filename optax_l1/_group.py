@@ -63,6 +63,7 @@ import jax
 import jax.numpy as jnp
 
 from optax_l1._lazy import LazyStep
+from optax_l1._lazy import single_cpu_device
 
 ArrayLike = jax.typing.ArrayLike
 Axis = Union[int, Sequence[int]]
@@ -325,7 +326,6 @@ def _solve(groups: _Groups, z2: list[jax.Array], cs: list[jax.Array],
   """The safeguarded Newton iteration of the module docstring."""
   ct = z2[0].dtype
   one = jnp.ones((), ct)
-  zero = jnp.zeros((), ct)
   tiny = jnp.finfo(ct).tiny
   z2sum = groups.sum(z2)
   norm = jnp.sqrt(z2sum)
@@ -405,9 +405,7 @@ def _block_elements() -> int:
   is sequential and slices its operands, which would make an SPMD partitioner
   gather a sharded array, so it is used on a single CPU device only.
   """
-  if jax.default_backend() == "cpu" and jax.device_count() == 1:
-    return BLOCK_ELEMENTS
-  return 0
+  return BLOCK_ELEMENTS if single_cpu_device() else 0
 
 
 def _by_slabs(core: Callable[..., jax.Array], zc: jax.Array,

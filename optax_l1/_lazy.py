@@ -1,4 +1,5 @@
-"""A per-coordinate step evaluated where it is used (see :class:`LazyStep`)."""
+"""A per-coordinate step evaluated where it is used (see :class:`LazyStep`),
+and where that happens slab by slab (:func:`single_cpu_device`)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,15 @@ class LazyStep:
     """The step ``g(fn(*operands))``, still lazy."""
     fn = self.fn
     return LazyStep(lambda *ops: g(fn(*ops)), self.operands)
+
+
+def single_cpu_device() -> bool:
+  """Whether computations run on one CPU device: there the group proxes and
+  the ranking of the masks loop over slabs that stay in cache (XLA:CPU
+  writes the operands of reductions and scatters to buffers first);
+  elsewhere a loop slicing a sharded array would make the SPMD partitioner
+  gather it, so they run on whole arrays."""
+  return jax.default_backend() == "cpu" and jax.device_count() == 1
 
 
 def materialize(step: Any) -> Any:

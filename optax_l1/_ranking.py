@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from optax_l1._lazy import LazyStep
+from optax_l1._lazy import single_cpu_device as _single_cpu
 
 MAX_RANKED = 2**31 - 2
 
@@ -92,10 +93,6 @@ def _shape(key: Any) -> tuple[int, ...]:
 
 def _value(key: Any) -> jax.Array:
   return key() if isinstance(key, LazyStep) else key
-
-
-def _single_cpu() -> bool:
-  return jax.device_count() == 1 and jax.default_backend() == "cpu"
 
 
 # On a single CPU device a leaf of at least two slabs of about this many
@@ -288,11 +285,9 @@ def _prune_by_bisection(keys, joint, ks, nbits):
   group_size = jnp.asarray([sum(sizes)] if joint else sizes, jnp.int32)
 
   def counts(pred) -> jax.Array:
-    """``sum(pred(leaf, key, index))`` per ranking group, int32."""
-    per_leaf = jnp.stack([
-        _count(pred(i, _value(k),
-                    lambda k=k, i=i: _flat_index(_shape(k), offsets[i])))
-        for i, k in enumerate(keys)])
+    """``sum(pred(leaf, key))`` per ranking group, int32."""
+    per_leaf = jnp.stack([_count(pred(i, _value(k)))
+                          for i, k in enumerate(keys)])
     return jnp.sum(per_leaf, keepdims=True) if joint else per_leaf
 
   # Magnitude bisection. Keys are >= -1. Invariant: count(key <= hi) >= k;
@@ -305,7 +300,7 @@ def _prune_by_bisection(keys, joint, ks, nbits):
   def body(_, carry):
     lo, hi, c_lo, c_hi = carry
     mid = (lo >> 1) + (hi >> 1) + (lo & hi & 1)  # floor((lo + hi) / 2)
-    c = counts(lambda i, k, index: k <= mid[group[i]])
+    c = counts(lambda i, k: k <= mid[group[i]])
     ok = c >= ks
     return (jnp.where(ok, lo, mid), jnp.where(ok, mid, hi),
             jnp.where(ok, c_lo, c), jnp.where(ok, c, c_hi))
@@ -317,8 +312,9 @@ def _prune_by_bisection(keys, joint, ks, nbits):
   need = ks - below
   ties = upto - below
 
-  def tie_before(i, k, index, j):
-    return (k == v[group[i]]) & (index() < j[group[i]])
+  def tie_before(i, k, j):
+    return (k == v[group[i]]) & (
+        _flat_index(k.shape, offsets[i]) < j[group[i]])
 
   # Index bisection where only some ties go: the smallest J with
   # count(tie & index < J) >= need. Invariant count(lo) < need <= count(hi);
@@ -334,17 +330,13 @@ def _prune_by_bisection(keys, joint, ks, nbits):
   def halve(carry):
     lo, hi = carry
     mid = lo + (hi - lo) // 2
-    ok = counts(lambda i, k, index: tie_before(i, k, index, mid)) >= need
+    ok = counts(lambda i, k: tie_before(i, k, mid)) >= need
     active = hi - lo > 1
     return (jnp.where(active & ~ok, mid, lo), jnp.where(active & ok, mid, hi))
 
   _, cut = jax.lax.while_loop(open_, halve, (lo, hi))
-  masks = []
-  for i, key in enumerate(keys):
-    k = _value(key)
-    masks.append(~((k < v[group[i]]) | tie_before(
-        i, k, lambda k=k, i=i: _flat_index(k.shape, offsets[i]), cut)))
-  return masks
+  return [~((k < v[group[i]]) | tie_before(i, k, cut))
+          for i, k in enumerate(map(_value, keys))]
 
 
 def check_total(fn: str, total: int) -> None:

@@ -127,17 +127,19 @@ def _engine(cfg: _Config) -> dict[str, Any]:
     return proximal(optax.adam(cfg.lr),
                     prox_group_lasso(lam, axis=1, mask=first_mask))
 
-  @jax.jit
-  def train(params, opt_state, x, y, lam, steps):
-    # `lam` and `steps` are traced: one compiled loop serves the dense fit
-    # and every point of the path.
-    opt = make_opt(lam)
-
+  def fit(opt, params, opt_state, x, y, steps):
+    """``steps`` full-batch steps of ``opt`` on the training objective."""
     def step(_, carry):
       p, s = carry
       updates, s = opt.update(jax.grad(loss)(p, x, y), s, p)
       return optax.apply_updates(p, updates), s
     return jax.lax.fori_loop(0, steps, step, (params, opt_state))
+
+  @jax.jit
+  def train(params, opt_state, x, y, lam, steps):
+    # `lam` and `steps` are traced: one compiled loop serves the dense fit
+    # and every point of the path.
+    return fit(make_opt(lam), params, opt_state, x, y, steps)
 
   def row_norms(params):
     rows = params[first[0]][first[1]]
@@ -223,12 +225,7 @@ def _engine(cfg: _Config) -> dict[str, Any]:
 
     def one(mask):
       xm = x * mask
-
-      def step(_, carry):
-        p, s = carry
-        updates, s = opt.update(jax.grad(loss)(p, xm, y), s, p)
-        return optax.apply_updates(p, updates), s
-      p, _ = jax.lax.fori_loop(0, steps, step, (params, opt.init(params)))
+      p, _ = fit(opt, params, opt.init(params), xm, y, steps)
       return p, loss(p, xm, y)
     return jax.vmap(one)(masks)
 
