@@ -60,19 +60,43 @@ def _hard_groups(rng, num, size):
   return z, s
 
 
+def _in_units(z, s, units):
+  """The same groups with z and s both scaled per group (the prox scales
+  with them): as drawn (||z_g|| about 1e-8), to ||z_g|| = 1, or alternately
+  to 2^-30 and 2^30."""
+  if units == "as drawn":
+    return z, s
+  norm = np.linalg.norm(z, axis=1, keepdims=True)
+  target = np.ones_like(norm)
+  if units == "extreme":
+    target[0::2], target[1::2] = 2.0 ** -30, 2.0 ** 30
+  k = target / np.where(norm > 0, norm, 1.0)
+  return z * k, s * k
+
+
+@pytest.mark.parametrize("units", ["as drawn", "norm 1", "extreme"])
 @pytest.mark.parametrize("size", [1, 7, 64, 1000])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_diagonal_metric_prox_is_exact_to_4_eps(dtype, size):
+def test_diagonal_metric_prox_is_exact_to_4_eps(dtype, size, units):
   """Every group equals the exact prox of its (rounded) inputs, from a
   float64 bisection of its secular equation, to 4 eps ||z_g|| per entry (eps
-  of the dtype), with the same zeroed groups."""
+  of the dtype), with the same zeroed groups. With ||z_g|| = 1 the
+  root-find runs on z itself; with ||z_g|| at 2^-30 and 2^30, in units of
+  each group's largest |z|."""
+  from optax_l1 import _group  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(size)
-  z, s = _hard_groups(rng, 300 if size < 1000 else 40, size)
+  z, s = _in_units(*_hard_groups(rng, 300 if size < 1000 else 40, size),
+                   units)
   with enable_x64(dtype == "float64"):
     zz = np.asarray(z, dtype)
     ss = np.asarray(s, dtype)
     got = np.asarray(ops.group_lasso(jnp.asarray(zz), jnp.asarray(ss), 1.0,
                                      axis=1), np.float64)
+    if units != "as drawn":  # which computation ran
+      groups = _group._Groups.single(zz.shape, (1,))
+      unscaled = _group._setup([jnp.asarray(zz)], [jnp.asarray(ss)],
+                               jnp.asarray(1.0, dtype), groups, None)
+      assert bool(unscaled.ok) == (units == "norm 1")
   eps = np.finfo(dtype).eps
   zeroed = 0
   for g in range(z.shape[0]):
