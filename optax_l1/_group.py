@@ -184,7 +184,30 @@ class _Groups:
       fn = {"sum": jnp.sum, "max": jnp.max, "min": jnp.min}[op]
       kw = {} if op == "sum" else {"initial": _INITIAL[op](x.dtype)}
       return fn(x, axis=axes, keepdims=True, **kw)
-    return _Groups([shape], to_group, lambda v, i: v)
+    def expand(v, i):
+      del i
+      if not dot_sums:
+        return v
+      # In slabs (XLA:CPU): group values broadcast to the slab's shape as a
+      # buffer of their own; fused into the elementwise passes, a broadcast
+      # along short rows kept them from vectorizing (rows of 16: a Newton
+      # evaluation about 1.4x as long in a loop of evaluations alone).
+      return jax.lax.optimization_barrier(jnp.broadcast_to(v, shape))
+    groups = _Groups([shape], to_group, expand)
+    trailing = axes == tuple(range(len(shape) - len(axes), len(shape)))
+    if dot_sums and trailing and math.prod(shape[a] for a in axes) >= 64:
+      # Rows of 64 or more: two sums in one contraction of the stacked
+      # terms, 5-15% faster for the Newton evaluation on XLA:CPU (slower
+      # on shorter rows, 3x slower on columns).
+      def pair(x, y):
+        ones = jnp.ones(tuple(shape[a] for a in axes), x.dtype)
+        contract = ((axes, tuple(range(len(axes)))), ((), ()))
+        both = jax.lax.dot_general(jnp.stack([x, y], -1), ones, contract,
+                                   precision=jax.lax.Precision.HIGHEST)
+        return (jnp.expand_dims(both[..., 0], axes),
+                jnp.expand_dims(both[..., 1], axes))
+      groups.pair = pair
+    return groups
 
   @staticmethod
   def across(shapes: Sequence[tuple[int, ...]],
@@ -209,6 +232,11 @@ class _Groups:
 
   def sum(self, xs):
     return self.reduce(xs, "sum")
+
+  def pair(self, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The group sums of two arrays of one leaf's shape (one group
+    structure over a single array may do both in one pass)."""
+    return self.sum([x]), self.sum([y])
 
   def max(self, xs):
     return self.reduce(xs, "max")
@@ -356,6 +384,9 @@ def _secular(groups, zs, cs, rho):
   """``sum_i z_i^2 / (rho + c_i)^2`` and ``sum_i z_i^2 / (rho + c_i)^3``
   per group."""
   rw = _ratios(groups, zs, cs, rho)
+  if len(rw) == 1:
+    (r, w), = rw
+    return groups.pair(w * w, w * w * r)
   return (groups.sum([w * w for _, w in rw]),
           groups.sum([w * w * r for r, w in rw]))
 
