@@ -1,6 +1,6 @@
 """Where the diagonal-metric group prox spends its time, outside the optimizer.
 
-``_group._single_diagonal`` (the slab loop of ``optax_l1._group`` with its
+``_group._diagonal_slabs`` (the slab loop of ``optax_l1._group`` with its
 root-find) on one float32 array of ``--n`` entries in rows of ``--group``
 (Adam-like steps ``lr / (|g| + 1e-8)``), jitted with the array donated, so
 that what is timed is the prox alone: no optimizer, no ``params + updates``
@@ -65,12 +65,13 @@ def main():
   def compiled(fn, max_iters=_group.MAX_ITERS):
     old = _group.MAX_ITERS
     _group.MAX_ITERS = max_iters
+    jax.clear_caches()  # JAX reuses traces of the root-find otherwise
     try:
       return jax.jit(fn, donate_argnums=0).lower(z, s).compile()
     finally:
       _group.MAX_ITERS = old
 
-  prox = lambda z, s: _group._single_diagonal(z, s, lam, None, (1,), block)
+  prox = lambda z, s: _group._diagonal_slabs(z, s, lam, None, (1,), block)
   variants = {
       "prox": compiled(prox),
       "setup only (0 Newton evaluations)": compiled(prox, 0),

@@ -53,10 +53,10 @@ the point and the root; from the right, at ``rho (1 - delta)``, with
 ``delta <= 2 q / (1 + q)``. Measured against ``tests/test_group.py``'s
 float64 bisections (groups of 1 to 1000 entries whose metrics span 1e-8 ..
 1e8, with pinned coordinates, in float32 and float64), every entry is within
-``0.9 eps ||z_g||`` of the exact prox; the test asserts ``4 eps``. Newton
-needs 2 evaluations on rows of 1024 or 4096 with Adam's metric, 3 on rows
-of 64, 4 on rows of 16 (the loop runs until the slowest group of a slab
-stops). The derivative of ``rho`` is taken by the implicit function theorem
+``0.9 eps ||z_g||`` of the exact prox; the test asserts ``4 eps``. With
+Adam's metric most groups stop after 2 evaluations; a slab's loop runs until
+its slowest group stops: 2-3 evaluations on rows of 1024 or 4096, 3-4 on
+rows of 64, 4-5 on rows of 16. The derivative of ``rho`` is taken by the implicit function theorem
 on ``h(rho) = 1``, not through the iteration.
 
 Squares must neither underflow nor overflow: the prox of ``lam ||.||`` at

@@ -168,11 +168,13 @@ def group_lasso(z: ArrayLike, step: ArrayLike, lam: ArrayLike, axis: Axis,
   gives ``x_g = 0`` iff ``||z_g / s_g||_2 <= lam_g``; otherwise
   ``x_i = z_i rho / (rho + s_i lam_g)`` where ``rho = ||x_g|| > 0`` is the
   unique root of ``sum_i z_i^2 / (rho + s_i lam_g)^2 = 1``, found by a
-  safeguarded Newton iteration that stops once the root is bracketed within
-  ``16 eps`` (``eps`` of float32, or of the input's dtype if wider), or as
-  closely as round-off allows: every entry of the result is within
-  ``4 eps ||z_g||`` of the exact prox. See
-  :mod:`optax_l1._group` for the bracket, the start and the bound. On a single CPU device an array
+  safeguarded Newton iteration. It stops once the relative residual of the
+  optimality condition is at most ``16 eps`` (``eps`` of float32, or of the
+  input's dtype if wider; the result is then the exact prox for a ``lam_g``
+  changed by that relative amount), or the root is bracketed that closely,
+  or as closely as round-off allows: every entry of the result is within
+  ``4 eps ||z_g||`` of the exact prox. See :mod:`optax_l1._group` for the
+  certificate, the start and the bound. On a single CPU device an array
   of at least two slabs of about ``optax_l1._group.BLOCK_ELEMENTS`` entries
   (cut along its longest non-group axis, so each holds whole groups) is
   processed one slab at a time, so that the passes run in cache; the
