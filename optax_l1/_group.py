@@ -40,12 +40,7 @@ What a stop certifies: ``x(rho) = z rho / (rho + c)`` is, for *any*
 ``lam_g'`` holds term by term), so ``|q(rho)|`` is the relative residual of
 the optimality condition for ``lam_g``. A group stops when
 ``|q(rho)| <= 16 eps`` (``eps`` the machine epsilon of the computation
-dtype, float32 or wider; :data:`TOLERANCE`), or when it is left of the root
-and the Newton point ``rho + delta`` is certified to that tolerance without
-evaluating there: on ``[rho, root]``, ``h >= 1`` and ``h4 = sum z^2 / (rho
-+ c)^4`` decreases, so ``|q''| = |3 h3^2 h^(-5/2) - 3 h4 h^(-3/2)| <= 3
-h4(rho)`` (Cauchy-Schwarz: ``h3^2 <= h h4``) and ``|q(rho + delta)| <= 1.5
-h4(rho) delta^2``; or when its bracket is within
+dtype, float32 or wider; :data:`TOLERANCE`), or when its bracket is within
 ``16 eps rho``, or when two evaluations in a row did not narrow the bracket
 (round-off in ``h`` then decides the sign of ``q``: a group that barely
 survives has a nearly flat ``q``); the loop ends when every group has
@@ -59,10 +54,10 @@ the point and the root; from the right, at ``rho (1 - delta)``, with
 float64 bisections (groups of 1 to 1000 entries whose metrics span 1e-8 ..
 1e8, with pinned coordinates, in float32 and float64), every entry is within
 ``0.9 eps ||z_g||`` of the exact prox; the test asserts ``4 eps``. With
-Adam's metric most groups stop after 1 or 2 evaluations; a slab's loop runs
-until its slowest group stops: 2-3 evaluations on rows of 1024 or 4096, 3-4
-on rows of 16 or 64. The derivative of ``rho`` is taken by the implicit
-function theorem on ``h(rho) = 1``, not through the iteration.
+Adam's metric most groups stop after 2 evaluations; a slab's loop runs until
+its slowest group stops: 2-3 evaluations on rows of 1024 or 4096, 3-4 on
+rows of 64, 4-5 on rows of 16. The derivative of ``rho`` is taken by the implicit function theorem
+on ``h(rho) = 1``, not through the iteration.
 
 Squares must neither underflow nor overflow: the prox of ``lam ||.||`` at
 ``z`` is ``a`` times the prox of ``(lam / a) ||.||`` at ``z / a``, so
@@ -201,18 +196,17 @@ class _Groups:
     groups = _Groups([shape], to_group, expand)
     trailing = axes == tuple(range(len(shape) - len(axes), len(shape)))
     if dot_sums and trailing and math.prod(shape[a] for a in axes) >= 64:
-      # Rows of 64 or more: the Newton evaluation's sums in one contraction
-      # of the stacked terms, 5-15% faster on XLA:CPU (slower on shorter
-      # rows, 3x slower on columns; the setup's three sums stacked were 2x
-      # slower).
-      def sums(*xs):
-        ones = jnp.ones(tuple(shape[a] for a in axes), xs[0].dtype)
+      # Rows of 64 or more: two sums in one contraction of the stacked
+      # terms, 5-15% faster for the Newton evaluation on XLA:CPU (slower
+      # on shorter rows, 3x slower on columns).
+      def pair(x, y):
+        ones = jnp.ones(tuple(shape[a] for a in axes), x.dtype)
         contract = ((axes, tuple(range(len(axes)))), ((), ()))
-        out = jax.lax.dot_general(jnp.stack(xs, -1), ones, contract,
-                                  precision=jax.lax.Precision.HIGHEST)
-        return tuple(jnp.expand_dims(out[..., j], axes)
-                     for j in range(len(xs)))
-      groups.sums = sums
+        both = jax.lax.dot_general(jnp.stack([x, y], -1), ones, contract,
+                                   precision=jax.lax.Precision.HIGHEST)
+        return (jnp.expand_dims(both[..., 0], axes),
+                jnp.expand_dims(both[..., 1], axes))
+      groups.pair = pair
     return groups
 
   @staticmethod
@@ -239,10 +233,10 @@ class _Groups:
   def sum(self, xs):
     return self.reduce(xs, "sum")
 
-  def sums(self, *xs: jax.Array) -> tuple[jax.Array, ...]:
-    """The group sums of several arrays of one leaf's shape (one group
-    structure over a single array may do them in one pass)."""
-    return tuple(self.sum([x]) for x in xs)
+  def pair(self, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The group sums of two arrays of one leaf's shape (one group
+    structure over a single array may do both in one pass)."""
+    return self.sum([x]), self.sum([y])
 
   def max(self, xs):
     return self.reduce(xs, "max")
@@ -387,13 +381,14 @@ def _ratios(groups, zs, cs, rho):
 
 
 def _secular(groups, zs, cs, rho):
-  """``sum_i z_i^2 / (rho + c_i)^p`` per group for ``p = 2, 3, 4``."""
+  """``sum_i z_i^2 / (rho + c_i)^2`` and ``sum_i z_i^2 / (rho + c_i)^3``
+  per group."""
   rw = _ratios(groups, zs, cs, rho)
   if len(rw) == 1:
     (r, w), = rw
-    t = w * w
-    return groups.sums(t, t * r, t * r * r)
-  return tuple(groups.sum([w * w * r ** p for r, w in rw]) for p in range(3))
+    return groups.pair(w * w, w * w * r)
+  return (groups.sum([w * w for _, w in rw]),
+          groups.sum([w * w * r for r, w in rw]))
 
 
 def _root(groups: _Groups) -> Callable[..., jax.Array]:
@@ -452,7 +447,7 @@ def _solve(groups: _Groups, zs: list[jax.Array], cs: list[jax.Array],
 
   def body(carry):
     it, rho, lo, hi, stalled, finished, q_end, dq_end = carry
-    h, h3, h4 = _secular(groups, zs, cs, rho)
+    h, h3 = _secular(groups, zs, cs, rho)
     h = jnp.where(h > 0, h, tiny)
     q = jax.lax.rsqrt(h) - 1
     dq = h3 * h ** (-1.5)  # = -(1/2) h' h^(-3/2) > 0: q increases with rho
@@ -463,15 +458,11 @@ def _solve(groups: _Groups, zs: list[jax.Array], cs: list[jax.Array],
     # group that barely survives, q is nearly flat): two evaluations in a
     # row that do not narrow the bracket end the group there.
     stalled = jnp.where(hi - lo < width, 0, stalled + 1)
-    step = -q / jnp.where(dq > 0, dq, tiny)
-    # From the left, the Newton point (taken after the loop) has |q| <= 1.5
-    # h4 step^2 (module docstring): once that is within the tolerance, no
-    # evaluation there is needed.
     now = ~finished & (zero_group | (jnp.abs(q) <= tol) | jnp.isnan(q)
-                       | (hi - lo <= tol * rho) | (stalled >= 2)
-                       | ((q < 0) & (1.5 * h4 * step * step <= tol)))
+                       | (hi - lo <= tol * rho) | (stalled >= 2))
     q_end = jnp.where(now, q, q_end)
     dq_end = jnp.where(now, dq, dq_end)
+    step = -q / jnp.where(dq > 0, dq, tiny)
     # q is concave (More & Sorensen 1983), so from the left of the root
     # Newton's iterates rise monotonically to it, and from the right its
     # step lands left of it: a step below lo is replaced by lo; a point not
