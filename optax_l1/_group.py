@@ -56,8 +56,8 @@ float64 bisections (groups of 1 to 1000 entries whose metrics span 1e-8 ..
 ``0.9 eps ||z_g||`` of the exact prox; the test asserts ``4 eps``. With
 Adam's metric most groups stop after 2 evaluations; a slab's loop runs until
 its slowest group stops: 2-3 evaluations on rows of 1024 or 4096, 3-4 on
-rows of 64, 4-5 on rows of 16. The derivative of ``rho`` is taken by the implicit function theorem
-on ``h(rho) = 1``, not through the iteration.
+rows of 64, 4-5 on rows of 16. The derivative of ``rho`` is taken by the
+implicit function theorem on ``h(rho) = 1``, not through the iteration.
 
 Squares must neither underflow nor overflow: the prox of ``lam ||.||`` at
 ``z`` is ``a`` times the prox of ``(lam / a) ||.||`` at ``z / a``, so
@@ -190,15 +190,17 @@ class _Groups:
         return v
       # In slabs (XLA:CPU): group values broadcast to the slab's shape as a
       # buffer of their own; fused into the elementwise passes, a broadcast
-      # along short rows kept them from vectorizing (rows of 16: a Newton
-      # evaluation about 1.4x as long in a loop of evaluations alone).
+      # along short rows kept them from vectorizing (rows of 16: a loop of
+      # Newton evaluations alone took 1.2-1.5x as long; in the full step
+      # the difference is within the machine's noise).
       return jax.lax.optimization_barrier(jnp.broadcast_to(v, shape))
     groups = _Groups([shape], to_group, expand)
     trailing = axes == tuple(range(len(shape) - len(axes), len(shape)))
     if dot_sums and trailing and math.prod(shape[a] for a in axes) >= 64:
       # Rows of 64 or more: two sums in one contraction of the stacked
-      # terms, 5-15% faster for the Newton evaluation on XLA:CPU (slower
-      # on shorter rows, 3x slower on columns).
+      # terms: the prox alone 5-15% faster on XLA:CPU (slower on shorter
+      # rows, 3x slower on columns, and 2x slower for the setup's three
+      # sums; in the full step within the machine's noise).
       def pair(x, y):
         ones = jnp.ones(tuple(shape[a] for a in axes), x.dtype)
         contract = ((axes, tuple(range(len(axes)))), ((), ()))
@@ -283,12 +285,11 @@ def _block_soft(zs: list[jax.Array], step: jax.Array, lam_g: jax.Array,
 
 class _Setup(NamedTuple):
   """The root-find's inputs in units of ``a`` (see :func:`_setup`)."""
-  zn: list[jax.Array]       # z / a
   cs: list[jax.Array]       # c = s lam / a (>= 0; 1 in zeroed groups)
   zr: list[jax.Array]       # z / a (1 in zeroed groups)
   zero_group: jax.Array
-  z2sum: jax.Array          # sum z2
-  zcsum: jax.Array          # sum z2 c
+  z2sum: jax.Array          # sum (z / a)^2
+  zcsum: jax.Array          # sum (z / a)^2 c
   ok: jax.Array             # (unscaled only) every group in range
 
 
@@ -333,7 +334,7 @@ def _setup(zs, ss, lam_g, groups, scale):
   zr = [jnp.where(ex(zero_group, i), one, z) for i, z in enumerate(zn)]
   cs = [jnp.where(ex(zero_group, i), one, c) for i, c in enumerate(cs)]
   n = [jnp.where(zero_group, one, v) for v in (z2sum, zcsum)]
-  return _Setup(zn, cs, zr, zero_group, n[0], n[1], ok)
+  return _Setup(cs, zr, zero_group, n[0], n[1], ok)
 
 
 def _diagonal(zs: list[jax.Array], ss: list[jax.Array], lam_g: jax.Array,
