@@ -61,9 +61,10 @@ implicit function theorem on ``h(rho) = 1``, not through the iteration.
 
 Squares must neither underflow nor overflow: the prox of ``lam ||.||`` at
 ``z`` is ``a`` times the prox of ``(lam / a) ||.||`` at ``z / a``, so
-where a group's ``||z||`` or ``||z / s||`` is outside a safe range the
-root-find runs in units of each group's largest ``|z|`` (one more group
-reduction; see ``_setup``).
+the root-find runs in units of each group's largest ``|z|`` (one more group
+reduction) on several devices, GPU and TPU, and on one CPU device where a
+group's ``||z||`` or ``||z / s||`` is outside a safe range (see ``_setup``
+and ``_diagonal``).
 """
 
 from __future__ import annotations
@@ -341,9 +342,12 @@ def _diagonal(zs: list[jax.Array], ss: list[jax.Array], lam_g: jax.Array,
               groups: _Groups) -> list[jax.Array]:
   """Per-coordinate steps ``ss``: the root-find of the module docstring.
 
-  It runs on ``z`` itself where every group of the call is safely in range
-  (:func:`_setup`), else in units of each group's largest ``|z|`` (one
-  more group reduction)."""
+  On one CPU device it runs on ``z`` itself where every group of the call
+  (a slab) is safely in range (:func:`_setup`), else in units of each
+  group's largest ``|z|`` (one more group reduction). Elsewhere (several
+  devices, GPU, TPU) always in those units: there the conditional would
+  cost a collective or a round trip to the host, and compiling both
+  branches doubled the sharded tests' compile time."""
   ct = zs[0].dtype
   one = jnp.ones((), ct)
   ex = groups.expand
@@ -363,10 +367,11 @@ def _diagonal(zs: list[jax.Array], ss: list[jax.Array], lam_g: jax.Array,
       out.append(jnp.where(ex(st.zero_group, i), z * 0, x))
     return out
 
+  scaled = lambda: finish(_setup(zs, ss, lam_g, groups, _scale(zs, groups)))
+  if not single_cpu_device():
+    return scaled()
   plain = _setup(zs, ss, lam_g, groups, None)
-  return jax.lax.cond(
-      plain.ok, lambda: finish(plain),
-      lambda: finish(_setup(zs, ss, lam_g, groups, _scale(zs, groups))))
+  return jax.lax.cond(plain.ok, lambda: finish(plain), scaled)
 
 
 def _ratios(groups, zs, cs, rho):
