@@ -79,6 +79,7 @@ import jax.numpy as jnp
 
 from optax_l1._lazy import LazyStep
 from optax_l1._lazy import single_cpu_device
+from optax_l1._lazy import slab_loop
 
 ArrayLike = jax.typing.ArrayLike
 Axis = Union[int, Sequence[int]]
@@ -543,16 +544,9 @@ def _by_slabs(core: Callable[..., jax.Array], zc: jax.Array,
   if n < 2 * width:
     return whole()
 
-  # The last slab is shifted back to end at the array's end; the groups it
-  # shares with the slab before (done already) keep their values. (A tail
-  # computed after the loop, or padding, made XLA keep full-size copies of
-  # the inputs alive.)
-  shape = [1] * zc.ndim
-  shape[ax] = width
-  pos = jax.lax.broadcasted_iota(jnp.int32, shape, ax)
-
-  def body(i, out):
-    start = jnp.minimum(i * width, n - width)
+  # Groups of the shifted last slab that the slab before has done keep their
+  # values.
+  def body(start, fresh, out):
     zb = jax.lax.dynamic_slice_in_dim(out, start, width, ax)
     cut = lambda a: jax.lax.dynamic_slice_in_dim(a, start, width, ax)
     if s is None:
@@ -561,11 +555,11 @@ def _by_slabs(core: Callable[..., jax.Array], zc: jax.Array,
       sb = s.fn(*[cut(o) for o in s.operands])
     else:
       sb = cut(s)
-    new = jnp.where(start + pos >= i * width, core(zb, sb, dot_sums=True), zb)
+    new = jnp.where(fresh, core(zb, sb, dot_sums=True), zb)
     return jax.lax.dynamic_update_slice_in_dim(out, new, start, ax)
 
   # zc is overwritten in place, slab by slab.
-  return jax.lax.fori_loop(0, -(-n // width), body, zc)
+  return slab_loop(n, width, ax, zc.ndim, body, zc)
 
 
 @functools.partial(jax.jit, static_argnames=("axes", "block"))

@@ -1,5 +1,6 @@
 """A per-coordinate step evaluated where it is used (see :class:`LazyStep`),
-and where that happens slab by slab (:func:`single_cpu_device`)."""
+where that happens slab by slab (:func:`single_cpu_device`), and the loop
+over slabs that the group proxes and the ranking share (:func:`slab_loop`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 
 class LazyStep:
@@ -48,3 +50,27 @@ def materialize(step: Any) -> Any:
   """A step tree with every :class:`LazyStep` evaluated."""
   return jax.tree.map(lambda s: s() if isinstance(s, LazyStep) else s, step,
                       is_leaf=lambda x: x is None or isinstance(x, LazyStep))
+
+
+def slab_loop(n: int, width: int, axis: int, ndim: int,
+              body: Callable[[jax.Array, jax.Array, Any], Any],
+              init: Any) -> Any:
+  """``body(start, fresh, carry)`` over slabs of ``width`` along ``axis``
+  (of length ``n >= width``) of a rank-``ndim`` array, in a ``fori_loop``.
+
+  Slab ``i`` starts at ``start = min(i * width, n - width)``: the last one
+  is shifted back to end at ``n`` (a tail computed after the loop, or
+  padding, made XLA keep full-size copies of the operands alive). ``fresh``,
+  of shape ``width`` along ``axis`` and 1 elsewhere, is True where the
+  slab's entries were not in an earlier slab: where the shifted last slab
+  overlaps the one before, ``body`` must leave those entries as they are.
+  """
+  shape = [1] * ndim
+  shape[axis] = width
+  pos = jax.lax.broadcasted_iota(jnp.int32, shape, axis)
+
+  def step(i, carry):
+    start = jnp.minimum(i * width, n - width)
+    return body(start, start + pos >= i * width, carry)
+
+  return jax.lax.fori_loop(0, -(-n // width), step, init)

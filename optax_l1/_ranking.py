@@ -47,6 +47,7 @@ import numpy as np
 
 from optax_l1._lazy import LazyStep
 from optax_l1._lazy import single_cpu_device as _single_cpu
+from optax_l1._lazy import slab_loop
 
 MAX_RANKED = 2**31 - 2
 
@@ -127,23 +128,20 @@ def _histogram(key: Any, offset: int, bin_of: Callable[..., jax.Array],
   if not shape or rows < 2 * width:
     return add(acc, bin_of(_value(key), lambda: _flat_index(shape, offset)))
   slab = (width,) + shape[1:]
-  pos = jax.lax.broadcasted_iota(jnp.int32, (width,) + (1,) * (len(shape) - 1),
-                                 0)
   cut = lambda a, start: jax.lax.dynamic_slice_in_dim(a, start, width, 0)
 
-  def body(i, acc):
-    # The last slab is shifted back to end at the leaf's end; the rows it
-    # shares with the slab before are not counted again.
-    start = jnp.minimum(i * width, rows - width)
+  def body(start, fresh, acc):
+    # Rows of the shifted last slab that the slab before counted are not
+    # counted again.
     if isinstance(key, LazyStep):
       kb = key.fn(*[cut(o, start) for o in key.operands])
     else:
       kb = cut(key, start)
     index = lambda: _flat_index(slab, 0) + (jnp.int32(offset) + start * row)
-    b = jnp.where(start + pos >= i * width, bin_of(kb, index), nbins)
+    b = jnp.where(fresh, bin_of(kb, index), nbins)
     return add(acc, b)
 
-  return jax.lax.fori_loop(0, -(-rows // width), body, acc)
+  return slab_loop(rows, width, 0, len(shape), body, acc)
 
 
 def _radix_select(keys: Sequence[Any], offsets: Sequence[int], k: jax.Array,
