@@ -622,8 +622,14 @@ def group_lasso_one(z: ArrayLike, step: ArrayLike, lam: ArrayLike,
     if l1.ndim:  # per-coordinate: threshold up front (the slabs take scalars)
       zc, l1 = _soft(zc, step.astype(ct) * l1), None
   if step.ndim == 0:
+    # Groups along the trailing axes (rows): one pass for the norms and one
+    # for the result over the whole array beat the slabs by 20% in the step
+    # chain(adam, prox_group_lasso) at 4e6 parameters for rows of 16 to 4096
+    # on XLA:CPU; along leading axes (columns) the slabs were up to 3.5x
+    # faster for short groups.
+    trailing = axes == tuple(range(z.ndim - len(axes), z.ndim))
     return _single_scalar(zc, step.astype(ct), lam_g, l1, axes,
-                          _block_elements()).astype(dtype)
+                          0 if trailing else _block_elements()).astype(dtype)
   s = jnp.broadcast_to(step.astype(ct), z.shape)
   return _single_diagonal(zc, s, lam_g, l1, axes,
                           _block_elements()).astype(dtype)
