@@ -16,12 +16,6 @@ Variants (all with ``optax.adam(lr)`` as the optimizer):
   of 1024 are groups; the diagonal-metric prox runs bracketed Newton steps).
 * ``chain_group``: ``optax.chain(adam, prox_group_lasso(lam, lr, axis=1))``
   (the scalar-step block soft threshold: one group sum per row).
-* ``group_floor``: not a prox, a reference cost: ``optax.chain(adam, T)``
-  where ``T`` computes ``z = params + updates``, one norm per row and
-  ``z * (1 - lr lam / ||z_g||)``, in plain ``jax.numpy`` (no zero test, no
-  safeguards). Every group prox after ``opt.update`` does at least this
-  (one group reduction of the point, then a rescale), so its ratio to adam
-  bounds what any group prox can reach here.
 * ``magnitude_prune``: ``optax.chain(adam, magnitude_prune(0.5))`` (one-shot
   at step 0, then the stored mask is applied) and ``magnitude_prune_upd``
   (the mask recomputed at every step), when
@@ -124,18 +118,6 @@ def _magnitude_prune_variants():
   return out, "; ".join(notes)
 
 
-def group_floor(step: float):
-  """The cheapest group operation after the optimizer (``group_floor``
-  above): a reference cost, not a prox (no zero test, no safeguards)."""
-  def update(updates, state, params):
-    def one(u, p):
-      z = p + u
-      norm = jnp.sqrt(jnp.sum(z * z, axis=-1, keepdims=True))
-      return z * (1 - step / norm) - p
-    return jax.tree.map(one, updates, params), state
-  return optax.GradientTransformation(lambda p: optax.EmptyState(), update)
-
-
 def make_variants():
   variants = {
       "adam": optax.adam(LR),
@@ -145,7 +127,6 @@ def make_variants():
           optax.adam(LR), optax_l1.prox_group_lasso(LAM, LR, axis=1)),
       "chain_group": optax.chain(
           optax.adam(LR), optax_l1.prox_group_lasso(LAM, LR, axis=1)),
-      "group_floor": optax.chain(optax.adam(LR), group_floor(LR * LAM)),
   }
   mp, note = _magnitude_prune_variants()
   variants.update(mp)
