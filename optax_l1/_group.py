@@ -95,8 +95,9 @@ MAX_ITERS = 100
 TOLERANCE = 16
 
 # On a single CPU device the single-array group proxes run over slabs of whole
-# groups of about this many elements (1 MiB in float32), so that the Newton
-# passes stay in cache and need no full-size temporaries beyond their two
+# groups of about this many elements (1 MiB in float32; all but the block soft
+# threshold of groups along the trailing axes, see group_lasso_one), so that
+# the Newton passes stay in cache and need no full-size temporaries beyond their two
 # inputs (tests/test_compiled.py). Elsewhere (GPU, TPU, several devices) they
 # run on the whole array at once, which XLA fuses and partitions. 2^18 was the
 # fastest of 2^14 .. 2^20 at 1e7 parameters on the 2-core development machine.
@@ -130,6 +131,12 @@ def normalize_axis(axis: Axis, ndim: int, name: str = "axis") -> tuple[int, ...]
   if len(set(norm)) != len(norm):
     raise ValueError(f"`{name}`={axis!r} repeats an axis.")
   return norm
+
+
+def _trailing(axes: tuple[int, ...], ndim: int) -> bool:
+  """Whether the sorted ``axes`` are the last ``len(axes)`` of ``ndim``
+  (groups are rows, contiguous in memory)."""
+  return axes == tuple(range(ndim - len(axes), ndim))
 
 
 def _compute_dtype(dtype: Any) -> Any:
@@ -201,8 +208,8 @@ class _Groups:
       # the difference is within the machine's noise).
       return jax.lax.optimization_barrier(jnp.broadcast_to(v, shape))
     groups = _Groups([shape], to_group, expand)
-    trailing = axes == tuple(range(len(shape) - len(axes), len(shape)))
-    if dot_sums and trailing and math.prod(shape[a] for a in axes) >= 64:
+    if (dot_sums and _trailing(axes, len(shape))
+        and math.prod(shape[a] for a in axes) >= 64):
       # Rows of 64 or more: two sums in one contraction of the stacked
       # terms: the prox alone 5-15% faster on XLA:CPU (slower on shorter
       # rows, 3x slower on columns, and 2x slower for the setup's three
@@ -627,9 +634,9 @@ def group_lasso_one(z: ArrayLike, step: ArrayLike, lam: ArrayLike,
     # chain(adam, prox_group_lasso) at 4e6 parameters for rows of 16, 64,
     # 1024 and 4096 on XLA:CPU; along leading axes (columns) the slabs were
     # up to 3.5x faster for short groups.
-    trailing = axes == tuple(range(z.ndim - len(axes), z.ndim))
+    block = 0 if _trailing(axes, z.ndim) else _block_elements()
     return _single_scalar(zc, step.astype(ct), lam_g, l1, axes,
-                          0 if trailing else _block_elements()).astype(dtype)
+                          block).astype(dtype)
   s = jnp.broadcast_to(step.astype(ct), z.shape)
   return _single_diagonal(zc, s, lam_g, l1, axes,
                           _block_elements()).astype(dtype)

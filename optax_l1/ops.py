@@ -177,8 +177,9 @@ def group_lasso(z: ArrayLike, step: ArrayLike, lam: ArrayLike, axis: Axis,
   certificate, the start and the bound. On a single CPU device an array
   of at least two slabs of about ``optax_l1._group.BLOCK_ELEMENTS`` entries
   (cut along its longest non-group axis, so each holds whole groups) is
-  processed one slab at a time, so that the passes run in cache; the
-  arithmetic per group is the same. For groups that span several arrays
+  processed one slab at a time, so that the passes run in cache (except
+  with a scalar step and ``axis`` the trailing axes, where the whole array
+  was faster); the arithmetic per group is the same. For groups that span several arrays
   (attention heads, hidden units) see :func:`group_lasso_sets`.
 
   Args:
